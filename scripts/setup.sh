@@ -23,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The suite runs the product as an unprivileged user: that user must be able to reach the checkout
+# (a clone under /root is mode 0700). Grant traverse-only access (o+x) on the ancestors, not listing.
+d=$(pwd)
+while [ "$d" != "/" ]; do
+  [ "$(stat -c %A "$d" | cut -c10)" = "x" ] || [ "$(stat -c %A "$d" | cut -c10)" = "t" ] || chmod o+x "$d"
+  d=$(dirname "$d")
+done
+
 # A normal distribution makes /dev/fuse usable by users (udev); containers and CI machines often do not.
 [ -c /dev/fuse ] && chmod 0666 /dev/fuse
 
