@@ -33,10 +33,11 @@ export function testUser (): TestUser {
   return cachedUser
 }
 
-interface TapLike {
-  fail: (msg: string) => void
-  skip: (msg: string) => void
-  teardown: (fn: () => void | Promise<void>) => void
+/** The parts of tap's Test that these helpers use (tap's own signatures are wider). */
+export interface TapLike {
+  fail: (msg: string) => unknown
+  skip: (...args: any[]) => unknown
+  teardown: (fn: () => any) => unknown
 }
 
 /** Skip when a feature is missing, except under ENROOT_TEST_MUST_WORK=1 where it is a failure. */
@@ -83,9 +84,14 @@ export interface RunResult { status: number | null, signal: NodeJS.Signals | nul
 /** Run a command as the test user (when the suite is root), collecting its output. */
 export async function runAsUser (cmd: string, args: readonly string[], opts: SpawnOptions & { input?: string } = {}): Promise<RunResult> {
   const u = IS_ROOT ? testUser() : undefined
+  // tap injects NODE_OPTIONS (its loaders and an exit hook writing to .tap/ as root); the product must
+  // run exactly as a user would run it.
+  const env = { ...(opts.env ?? process.env) }
+  delete env.NODE_OPTIONS
   return await new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       ...opts,
+      env,
       ...(u !== undefined ? { uid: u.uid, gid: u.gid } : {}),
       stdio: ['pipe', 'pipe', 'pipe']
     })
