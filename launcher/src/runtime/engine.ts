@@ -1,0 +1,279 @@
+// Executes a ContainerPlan (spec §5.1 as a checklist): a forked child creates the namespaces and the
+// private rootfs and applies the early mounts (phase 1); hooks run here, each joining the child's user
+// and mount namespaces; the child then applies hook and late mounts, remounts the rootfs read-only,
+// switches root and execs the command (phase 2). The container is that child: its status is ours.
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, read, rmSync, writeFileSync, writeSync, chmodSync } from 'node:fs'
+import { constants as osConstants } from 'node:os'
+import { dirname, join } from 'node:path'
+import { EnrootError } from '../util/errors.js'
+import { log } from '../util/log.js'
+import { formatEnv, mergeEnv } from '../pipeline/envfile.js'
+import { parseFstab } from '../pipeline/fstab.js'
+import type { ContainerPlan, HookSpec, MountOp } from './plan-types.js'
+import {
+  FLAG, MSG_SIZE, NS, decodeRecord, encodePhase1, encodePhase2, makeStepError, spawnJoined, startContainer,
+  waitChild, type ChildExit, type StatusRecord
+} from './native.js'
+
+/** What a built-in hook (HookSpec.builtin) hands back: the two outputs of enroot's hook contract. */
+export interface BuiltinHookResult { environ?: string[], mounts?: MountOp[] }
+export interface BuiltinHookContext {
+  /** container pid (host view): /proc/PID/root + rootfs reaches the rootfs from the host */
+  pid: number
+  /** the rootfs path inside the setup mount namespace ($ENROOT_ROOTFS) */
+  rootfs: string
+  runtimeDir: string
+  env: Readonly<Record<string, string>>
+  environ: readonly string[]
+}
+
+export interface EngineOptions {
+  squashfuse?: string
+  /** runs HookSpec entries with `builtin` set; without it they run as executables like any hook */
+  builtinHook?: (spec: HookSpec, ctx: BuiltinHookContext) => Promise<BuiltinHookResult>
+  /** forward SIGINT/SIGTERM/SIGHUP received by this process to the container (default true) */
+  forwardSignals?: boolean
+}
+
+export interface ContainerResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  /** the shell convention: code, or 128 + signal number */
+  status: number
+}
+
+const SIGNAL_NAMES = Object.fromEntries(Object.entries(osConstants.signals).map(([k, v]) => [v, k])) as Record<number, NodeJS.Signals>
+
+function toResult (e: ChildExit): ContainerResult {
+  if (e.signal !== null) return { code: null, signal: SIGNAL_NAMES[e.signal] ?? null, status: 128 + e.signal }
+  return { code: e.code, signal: null, status: e.code ?? 1 }
+}
+
+// ---- runtime directory: private to one start, removed at exit; stale ones of dead starts cleaned ----
+const OWNER = '.owner'
+
+function startTime (pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch { return undefined }
+}
+
+/** Remove the runtime directories in parent whose owning start has died (SIGKILL leaves them behind). */
+export function cleanStaleRuntimeDirs (parent: string): void {
+  let names: string[]
+  try { names = readdirSync(parent) } catch { return }
+  for (const n of names) {
+    const dir = join(parent, n)
+    let owner: string
+    try { owner = readFileSync(join(dir, OWNER), 'utf8') } catch { continue }
+    const [pid, start] = owner.trim().split(' ')
+    if (pid === undefined || start === undefined || startTime(Number(pid)) === start) continue
+    log.debug(`runtime: removing stale ${dir}`)
+    try { rmSync(dir, { recursive: true, force: true }) } catch {}
+  }
+}
+
+function prepareRuntimeDir (plan: ContainerPlan): void {
+  const dir = plan.runtimeDir
+  cleanStaleRuntimeDirs(dirname(dir))
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  chmodSync(dir, 0o700)
+  writeFileSync(join(dir, OWNER), `${process.pid} ${startTime(process.pid) ?? '0'}\n`)
+  writeFileSync(join(dir, 'environment'), plan.environ.map(l => `${l}\n`).join(''))
+  writeFileSync(join(dir, 'fstab'), '')
+  mkdirSync(join(dir, 'mnt'), { recursive: true })
+}
+
+// ---- the status pipe: fixed-size records, EOF at exec ----
+async function readChunk (fd: number, buf: Buffer, off: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    read(fd, buf, off, buf.length - off, null, (err, n) => { if (err !== null) reject(err); else resolve(n) })
+  })
+}
+
+async function * records (fd: number): AsyncGenerator<StatusRecord> {
+  const buf = Buffer.alloc(MSG_SIZE)
+  let got = 0
+  for (;;) {
+    const n = await readChunk(fd, buf, got)
+    if (n === 0) return
+    got += n
+    if (got === MSG_SIZE) { yield decodeRecord(buf); got = 0 }
+  }
+}
+
+function phase1Flags (plan: ContainerPlan): number {
+  let f = 0
+  if (!plan.privileged) f |= FLAG.USERNS | FLAG.SECCOMP
+  if (plan.remapRoot) f |= FLAG.REMAP
+  if (plan.unshare.pid) f |= FLAG.PID
+  if (plan.unshare.net) f |= FLAG.NET
+  if (plan.unshare.ipc) f |= FLAG.IPC
+  if (plan.unshare.uts) f |= FLAG.UTS
+  if (plan.writable) f |= FLAG.WRITABLE
+  if (plan.login) f |= FLAG.LOGIN
+  return f
+}
+
+/**
+ * SIGTERM and SIGHUP sent to us go to the container. SIGINT too, except when stdin is a terminal: the
+ * terminal already delivered it to the whole foreground group, container included, and a second copy
+ * would turn one Ctrl-C into two.
+ */
+function forwardSignals (pid: () => number): () => void {
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  const fromTerminal = process.stdin.isTTY === true
+  const handler = (sig: NodeJS.Signals): void => {
+    if (sig === 'SIGINT' && fromTerminal) return
+    try { process.kill(pid(), sig) } catch {}
+  }
+  for (const s of sigs) process.on(s, handler)
+  return () => { for (const s of sigs) process.off(s, handler) }
+}
+
+interface HookRun { pid: number, rootfs: string }
+
+async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions): Promise<MountOp[]> {
+  const envFile = join(plan.runtimeDir, 'environment')
+  const mountsFile = join(plan.runtimeDir, 'fstab')
+  const env: Record<string, string> = { ...plan.hookEnv }
+  delete env.BASH_ENV
+  delete env.ENROOT_NSENTER_PID
+  Object.assign(env, { ENROOT_PID: String(run.pid), ENROOT_ROOTFS: run.rootfs, ENROOT_ENVIRON: envFile, ENROOT_MOUNTS: mountsFile })
+  const envLines = Object.entries(env).map(([k, v]) => `${k}=${v}`)
+  const extraMounts: MountOp[] = []
+  for (const hook of plan.hooks) {
+    if (hook.builtin !== undefined && opts.builtinHook !== undefined) {
+      const environ = formatEnv(readFileSync(envFile, 'utf8'))
+      const out = await opts.builtinHook(hook, { pid: run.pid, rootfs: run.rootfs, runtimeDir: plan.runtimeDir, env, environ })
+      if (out.environ !== undefined && out.environ.length > 0) writeFileSync(envFile, out.environ.map(l => `${l}\n`).join(''), { flag: 'a' })
+      if (out.mounts !== undefined) extraMounts.push(...out.mounts)
+      continue
+    }
+    const argv = hook.argv.length > 0 ? hook.argv : [hook.path]
+    log.debug(`hook: ${argv.join(' ')}`)
+    const pid = spawnJoined({
+      pid: run.pid,
+      argv,
+      env: envLines,
+      cwd: process.cwd(),
+      namespaces: plan.privileged ? NS.mnt : NS.user | NS.mnt,
+      seccomp: !plan.privileged,
+      ambientCaps: !plan.privileged
+    })
+    const r = toResult(await waitChild(pid))
+    if (r.status !== 0) throw new EnrootError('HOOK', `${hook.path} exited with return code ${r.status}`)
+  }
+  // Hook-appended entries are mounted right after the hooks, pass 0, not substituted (enroot-mount).
+  const fstab = parseFstab(readFileSync(mountsFile, 'utf8'), mountsFile, { cwd: process.cwd() })
+  return [...extraMounts, ...fstab.filter(e => e.pass === 0).map(e => e.op)]
+}
+
+/** Start the container described by plan and wait for it; the result is the container's own status. */
+export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {}): Promise<ContainerResult> {
+  prepareRuntimeDir(plan)
+  const rootfs = plan.rootfs.kind === 'dir' ? { kind: 'dir' as const, path: plan.rootfs.path } : { kind: 'squashfs' as const, image: plan.rootfs.image }
+  const phase1 = encodePhase1({
+    flags: phase1Flags(plan),
+    rootfs,
+    mntDir: join(plan.runtimeDir, 'mnt'),
+    squashfuse: opts.squashfuse ?? '/usr/bin/squashfuse',
+    innerUid: plan.remapRoot ? 0 : process.geteuid?.() ?? 0,
+    innerGid: plan.remapRoot ? 0 : process.getegid?.() ?? 0,
+    earlyMounts: plan.earlyMounts
+  })
+  let handle
+  try {
+    handle = startContainer(phase1)
+  } catch (err) {
+    rmSync(plan.runtimeDir, { recursive: true, force: true })
+    throw err
+  }
+  const child = handle.pid
+  log.debug(`native: startContainer → pid ${child} (${plan.rootfs.kind === 'dir' ? plan.rootfs.path : plan.rootfs.image})`)
+  let containerPid = child
+  const exited = waitChild(child)
+  const unforward = opts.forwardSignals === false ? () => {} : forwardSignals(() => child)
+  let controlOpen = true
+  const closeControl = (): void => { if (controlOpen) { controlOpen = false; try { closeSync(handle.controlFd) } catch {} } }
+  let failure: Error | undefined
+  let ready = false
+  try {
+    try {
+      for await (const r of records(handle.statusFd)) {
+        if (r.type === 'P') containerPid = r.value
+        else if (r.type === 'W') log.warn(makeStepError(r.step, r.errno, r.path).message)
+        else if (r.type === 'E') {
+          const native = makeStepError(r.step, r.errno, r.path)
+          failure ??= new EnrootError('SYSCALL', native.message, { cause: native })
+        }
+        else if (r.type === 'R' && !ready) {
+          ready = true
+          let hookMounts: MountOp[]
+          try {
+            hookMounts = await runHooks(plan, { pid: containerPid, rootfs: r.path }, opts)
+          } catch (err) {
+            failure = err as Error
+            try { process.kill(child, 'SIGKILL') } catch {}
+            break
+          }
+          const environ = mergeEnv(formatEnv(readFileSync(join(plan.runtimeDir, 'environment'), 'utf8')))
+          const phase2 = encodePhase2({
+            mounts: [...hookMounts, ...plan.lateMounts],
+            env: environ,
+            command: plan.command,
+            ...(plan.rc !== undefined ? { rc: plan.rc } : {})
+          })
+          log.debug(`native: phase 2 (${hookMounts.length} hook mounts, ${plan.lateMounts.length} late mounts, ${environ.length} variables)`)
+          try {
+            for (let off = 0; off < phase2.length;) off += writeSync(handle.controlFd, phase2, off)
+          } catch (err) { failure ??= err as Error }
+          closeControl()
+        }
+      }
+    } finally {
+      closeControl()
+      try { closeSync(handle.statusFd) } catch {}
+    }
+    if (failure === undefined && !ready) failure = new EnrootError('SYSCALL', 'container setup exited before it was ready')
+    const result = toResult(await exited)
+    if (failure !== undefined) throw failure
+    return result
+  } finally {
+    unforward()
+    rmSync(plan.runtimeDir, { recursive: true, force: true, maxRetries: 2 })
+  }
+}
+
+export interface ExecOptions {
+  /** extra KEY=VALUE entries, after the target's initial environment (later wins) */
+  env?: string[]
+  forwardSignals?: boolean
+}
+
+/** `enroot exec PID COMMAND...`: join every namespace of PID that differs from ours, run COMMAND there. */
+export async function execInContainer (pid: number, command: string[], opts: ExecOptions = {}): Promise<ContainerResult> {
+  if (!existsSync(`/proc/${pid}`)) throw new EnrootError('NOT_FOUND', `Process not found: ${pid}`)
+  let initial: string[]
+  try { initial = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(l => l.includes('=')) } catch (err) {
+    throw new EnrootError('SYSCALL', `failed to read environment of ${pid}: ${(err as Error).message}`, { cause: err })
+  }
+  const env = mergeEnv(initial, opts.env ?? [])
+  const sameUserNs = (() => { try { return readlinkNs('self') === readlinkNs(String(pid)) } catch { return true } })()
+  const child = spawnJoined({
+    pid,
+    argv: command,
+    env,
+    cwdFromTarget: true,
+    namespaces: NS.user | NS.pid | NS.mnt | NS.net | NS.ipc | NS.uts | NS.cgroup,
+    seccomp: !sameUserNs,
+    ambientCaps: false
+  })
+  const unforward = opts.forwardSignals === false ? () => {} : forwardSignals(() => child)
+  try { return toResult(await waitChild(child)) } finally { unforward() }
+}
+
+function readlinkNs (pid: string): string {
+  return readlinkSync(`/proc/${pid}/ns/user`)
+}

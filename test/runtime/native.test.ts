@@ -1,0 +1,63 @@
+// The native boundary: the loader's places and error, the wire format, argument validation.
+import t from 'tap'
+import { join } from 'node:path'
+import { REPO } from '../helpers/env.js'
+import { EnrootError } from '../../launcher/src/util/errors.js'
+import { addonCandidates, loadFrom, encodePhase1, encodePhase2, decodeRecord, MSG_SIZE, TAG, spawnJoined } from '../../launcher/src/runtime/native.js'
+import { fstab, needRuntime } from './harness.js'
+
+t.test('the loader tries the package build, then ENROOT_LIBRARY_PATH, in order', async t => {
+  t.same(addonCandidates({ ENROOT_LIBRARY_PATH: '/a::/b' }), [
+    join(REPO, 'native', 'build', 'Release', 'enroot_native.node'), '/a/enroot_native.node', '/b/enroot_native.node'
+  ])
+})
+
+t.test('a missing addon is one error naming every place tried and the fix', async t => {
+  const err = (() => { try { loadFrom(['/nope/a.node', '/nope/b.node']); return undefined } catch (e) { return e } })()
+  t.ok(err instanceof EnrootError)
+  t.equal((err as EnrootError).code, 'UNSUPPORTED')
+  t.match((err as EnrootError).message, /\/nope\/a\.node.*\n.*\/nope\/b\.node/s)
+  t.equal((err as EnrootError).hint, 'Build it with: npm run build:native')
+})
+
+t.test('the built addon loads', async t => {
+  if (!needRuntime(t)) return
+  const a = loadFrom(addonCandidates({}))
+  t.equal(a.abiVersion, 1)
+  const e = a.makeError(13, 18, '/r/x')
+  t.equal(e.message, 'failed to resolve path: /r/x: Invalid cross-device link')
+  t.equal(e.code, 'EXDEV')
+  t.equal(e.errno, -18)
+  t.equal(e.path, '/r/x')
+})
+
+t.test('records are 4-byte aligned tag/length/payload with NUL-terminated strings', async t => {
+  const b = encodePhase1({ flags: 3, rootfs: { kind: 'dir', path: '/r' }, mntDir: '/m', squashfuse: '/s', innerUid: 0, innerGid: 0, earlyMounts: fstab('tmpfs /t tmpfs mode=0755\n') })
+  t.equal(b.length % 4, 0)
+  let off = 0
+  const tags: number[] = []
+  while (off < b.length) {
+    tags.push(b.readUInt32LE(off))
+    off += 8 + Math.ceil(b.readUInt32LE(off + 4) / 4) * 4
+  }
+  t.equal(off, b.length)
+  t.same(tags, [TAG.FLAGS, TAG.CAPLAST, TAG.INNER_UID, TAG.INNER_GID, TAG.MNTDIR, TAG.SQUASHFUSE, TAG.ROOTFS_DIR, TAG.MOUNT])
+  const p2 = encodePhase2({ mounts: [], env: ['A=1'], command: ['true'], rc: 'x' })
+  t.equal(p2.readUInt32LE(0), p2.length - 4, 'phase 2 carries its length first')
+  t.throws(() => encodePhase2({ mounts: [], env: ['A=\0'], command: [] }), { code: 'INVALID' })
+})
+
+t.test('status records decode', async t => {
+  const b = Buffer.alloc(MSG_SIZE)
+  b.writeUInt32LE('E'.charCodeAt(0), 0)
+  b.writeInt32LE(16, 4)
+  b.writeInt32LE(2, 8)
+  b.write('/src at /dst', 16)
+  t.same(decodeRecord(b), { type: 'E', step: 16, errno: 2, value: 0, path: '/src at /dst' })
+})
+
+t.test('spawnJoined validates its arguments before the addon', async t => {
+  t.throws(() => spawnJoined({ pid: 0, argv: ['x'], env: [], namespaces: 0, seccomp: false, ambientCaps: false }), { code: 'INVALID' })
+  t.throws(() => spawnJoined({ pid: 1, argv: [], env: [], namespaces: 0, seccomp: false, ambientCaps: false }), { code: 'INVALID' })
+  t.throws(() => spawnJoined({ pid: 1, argv: ['x'], env: ['NOEQUALS'], namespaces: 0, seccomp: false, ambientCaps: false }), { code: 'INVALID' })
+})
