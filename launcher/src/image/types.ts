@@ -67,6 +67,11 @@ export interface ExtraFile {
   path: string
   content: string
   mode: number
+  /**
+   * 'file' (the default) shadows any image entry at the same path. 'directory' (e.g. WorkingDir) is
+   * created only where the image has nothing at that path, so the image's own mode and mtime win.
+   */
+  kind?: 'file' | 'directory'
 }
 
 export type ImportPhase = 'resolve' | 'download' | 'convert' | 'publish'
