@@ -1,0 +1,180 @@
+// The shim ↔ launcher protocol (doc/slurm.md), the pure half: the arguments spank_enroot.so passes to
+// `enroot slurm-launch|slurm-teardown|slurm-epilog`, container naming (pyxis §4), image resolution,
+// the start configuration script (pyxis §3.4) and the status lines written on the shim's fd.
+import { isAbsolute, join } from 'node:path'
+import { EnrootError } from '../util/errors.js'
+import { str, bool, list, type OptionSpec, type Parsed } from '../util/args.js'
+
+export const STEP_OPTIONS: readonly OptionSpec[] = [
+  { name: 'job', long: 'job-id', value: true },
+  { name: 'step', long: 'step-id', value: true },
+  { name: 'localTasks', long: 'local-tasks', value: true },
+  { name: 'totalTasks', long: 'total-tasks', value: true },
+  { name: 'statusFd', long: 'status-fd', value: true },
+  { name: 'runtimePath', long: 'runtime-path', value: true },
+  { name: 'scope', long: 'scope', value: true },
+  { name: 'cache', long: 'cache', value: true },
+  { name: 'cwd', long: 'cwd', value: true },
+  { name: 'image', long: 'image', value: true },
+  { name: 'name', long: 'name', value: true },
+  { name: 'mount', long: 'mount', value: true, repeat: true },
+  { name: 'workdir', long: 'workdir', value: true },
+  { name: 'save', long: 'save', value: true },
+  { name: 'entrypoint', long: 'entrypoint', value: true },
+  { name: 'entrypointLog', long: 'entrypoint-log' },
+  { name: 'env', long: 'env', value: true, repeat: true },
+  { name: 'importer', long: 'importer', value: true },
+  { name: 'useEnrootLoad', long: 'use-enroot-load' },
+  { name: 'useSquashfuse', long: 'use-squashfuse' },
+  { name: 'pid', long: 'pid', value: true },
+  { name: 'allStarted', long: 'all-started', value: true }
+]
+
+export type NameFlag = 'auto' | 'create' | 'exec' | 'no_exec'
+
+export interface StepRequest {
+  job: number
+  /** 4294967291 (SLURM_BATCH_SCRIPT) for the batch step */
+  step: number
+  localTasks: number
+  totalTasks: number
+  statusFd?: number
+  runtimePath: string
+  scope: 'global' | 'job'
+  cache: string
+  cwd?: string
+  image?: string
+  name?: { name: string, flag: NameFlag }
+  /** enroot fstab lines, already escaped by the shim: "SRC DST OPTIONS" */
+  mounts: string[]
+  workdir?: string
+  save?: string
+  entrypoint: boolean
+  entrypointLog: boolean
+  env: string[]
+  importer?: string
+  useEnrootLoad: boolean
+  useSquashfuse: boolean
+  /** slurm-teardown only */
+  pid?: number
+  allStarted: boolean
+}
+
+const protocolError = (what: string): EnrootError => new EnrootError('USAGE', `slurm protocol: ${what}`)
+
+function uint (p: Parsed, name: string, required: boolean): number | undefined {
+  const v = str(p, name)
+  if (v === undefined) { if (required) throw protocolError(`missing --${name}`); return undefined }
+  if (!/^\d+$/.test(v)) throw protocolError(`invalid number: ${v}`)
+  return Number(v)
+}
+
+export function parseStepRequest (p: Parsed): StepRequest {
+  const scope = str(p, 'scope') ?? 'global'
+  if (scope !== 'global' && scope !== 'job') throw protocolError(`invalid scope: ${scope}`)
+  let name: StepRequest['name']
+  const n = str(p, 'name')
+  if (n !== undefined) {
+    const colon = n.indexOf(':')
+    const flag = colon === -1 ? 'auto' : n.slice(colon + 1)
+    if (!['auto', 'create', 'exec', 'no_exec'].includes(flag)) throw protocolError(`invalid name flag: ${flag}`)
+    name = { name: colon === -1 ? n : n.slice(0, colon), flag: flag as NameFlag }
+  }
+  const opt = <K extends keyof StepRequest>(k: K, v: StepRequest[K] | undefined): Partial<StepRequest> => v === undefined ? {} : { [k]: v }
+  return {
+    job: uint(p, 'job', true) as number,
+    step: uint(p, 'step', true) as number,
+    localTasks: uint(p, 'localTasks', false) ?? 1,
+    totalTasks: uint(p, 'totalTasks', false) ?? 1,
+    ...opt('statusFd', uint(p, 'statusFd', false)),
+    runtimePath: str(p, 'runtimePath') ?? '/run/pyxis',
+    scope,
+    cache: str(p, 'cache') ?? 'per-user',
+    ...opt('cwd', str(p, 'cwd')),
+    ...opt('image', str(p, 'image')),
+    ...opt('name', name),
+    mounts: list(p, 'mount'),
+    ...opt('workdir', str(p, 'workdir')),
+    ...opt('save', str(p, 'save')),
+    entrypoint: str(p, 'entrypoint') === 'y',
+    entrypointLog: bool(p, 'entrypointLog'),
+    env: list(p, 'env'),
+    ...opt('importer', str(p, 'importer')),
+    useEnrootLoad: bool(p, 'useEnrootLoad'),
+    useSquashfuse: bool(p, 'useSquashfuse'),
+    ...opt('pid', uint(p, 'pid', false)),
+    allStarted: str(p, 'allStarted') === 'y'
+  } as StepRequest
+}
+
+/** pyxis §4: the name users see in `enroot list` (and must prefix with pyxis_ when they use enroot by hand). */
+export function containerName (r: Pick<StepRequest, 'job' | 'step' | 'scope' | 'name'>): string {
+  const base = r.name?.name ?? `${r.job}.${r.step}`
+  return r.scope === 'job' ? `pyxis_${r.job}_${base}` : `pyxis_${base}`
+}
+
+/** Names a job-scoped epilog removes: exactly pyxis_<job>_<something>. */
+export function isJobContainer (name: string, job: number): boolean {
+  const prefix = `pyxis_${job}_`
+  return name.startsWith(prefix) && name.length > prefix.length
+}
+
+export type ImageSource = { kind: 'squashfs', path: string } | { kind: 'registry', uri: string }
+
+/** A value starting with . or / is a squashfs on the node (relative to the job's cwd); else a registry reference. */
+export function imageSource (image: string, cwd: string | undefined): ImageSource {
+  if (image.startsWith('.') || image.startsWith('/')) {
+    if (isAbsolute(image)) return { kind: 'squashfs', path: image }
+    if (cwd === undefined) throw new EnrootError('INVALID', `relative image path used, but job's cwd is unset: ${image}`)
+    return { kind: 'squashfs', path: join(cwd, image) }
+  }
+  return { kind: 'registry', uri: image.startsWith('docker://') || image.startsWith('dockerd://') ? image : `docker://${image}` }
+}
+
+/** --container-save: relative to the job's cwd. */
+export function savePath (save: string, cwd: string | undefined): string {
+  if (isAbsolute(save)) return save
+  if (cwd === undefined) throw new EnrootError('INVALID', 'container export: relative path used, but job\'s cwd is unset')
+  return join(cwd, save)
+}
+
+/** Single-quoted for sh: the values are data, never code (pyxis embeds them in double quotes, §5 QUIRK). */
+export function shQuote (s: string): string {
+  return `'${s.replace(/'/g, '\'\\\'\'')}'`
+}
+
+/**
+ * The `enroot start --conf` script: mounts() prints the user's fstab lines; hooks() makes the container's
+ * rc exec the command directly when the entrypoint is not wanted; environ() passes --container-env names
+ * that the job sets, so an entrypoint sees them too.
+ */
+export function startConfig (r: Pick<StepRequest, 'mounts' | 'entrypoint' | 'env'>, jobEnv: Readonly<Record<string, string | undefined>>): string {
+  const lines = ['#!/bin/bash', '', 'mounts() {']
+  for (const m of r.mounts) lines.push(`  printf '%s\\n' ${shQuote(m)}`)
+  lines.push('  :', '}', '')
+  lines.push('hooks() {')
+  if (!r.entrypoint) lines.push('  printf \'%s\\n\' \'exec "$@"\' > "${ENROOT_ROOTFS}/etc/rc.local"')
+  lines.push('  :', '}', '')
+  lines.push('environ() {')
+  for (const name of r.env) {
+    const v = jobEnv[name]
+    if (v !== undefined && v !== '') lines.push(`  printf '%s\\n' ${shQuote(`${name}=${v}`)}`)
+  }
+  lines.push('  :', '}', '')
+  return lines.join('\n')
+}
+
+export const readyLine = (pid: number, keep: boolean): string => `READY ${pid}${keep ? ' keep' : ''}\n`
+export const errorLine = (message: string): string => `ERROR ${message.replace(/\s*\n\s*/g, ' ').trim()}\n`
+
+/** `enroot list -f`: NAME PID ... rows; a container line without a PID is stopped. Returns name → first pid. */
+export function parseFancyList (text: string): Map<string, number | undefined> {
+  const out = new Map<string, number | undefined>()
+  for (const line of text.split('\n').slice(1)) {
+    const m = /^(\S+)(?:\s+(\d+))?/.exec(line)
+    if (m === null) continue
+    const name = m[1] as string
+    if (!out.has(name) || out.get(name) === undefined) out.set(name, m[2] === undefined ? undefined : Number(m[2]))
+  }
+  return out
+}

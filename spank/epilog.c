@@ -1,0 +1,50 @@
+/*
+ * The job epilog (job_script context, root, once per node per job): with container_scope=job, remove
+ * this job's containers on the node by running `launcher slurm-epilog --job-id=J` as the job user. The
+ * epilog has no job environment (pyxis#123), so the launcher resolves its paths from its own defaults.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "shim.h"
+#include "step.h"
+
+int shim_epilog(spank_t sp, int ac, char **av)
+{
+	static char *empty_env[] = { NULL };
+	struct shim_step st = { .pid = -1, .pidfd = -1 };
+	struct shim_argv argv = { 0 };
+	int status, log_fd = -1, rv = -1;
+
+	if (shim_config_parse(&st.config, ac, av) < 0) {
+		shim_error("epilog: failed to parse configuration");
+		return (-1);
+	}
+	if (st.config.container_scope != SHIM_SCOPE_JOB)
+		return (0);
+	if (spank_get_item(sp, S_JOB_UID, &st.uid) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_GID, &st.gid) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_ID, &st.jobid) != ESPANK_SUCCESS) {
+		shim_error("epilog: couldn't get job uid|gid|ID");
+		return (-1);
+	}
+	st.env = empty_env;
+	shim_argv_push(&argv, "enroot");
+	shim_argv_push(&argv, "slurm-epilog");
+	shim_argv_push(&argv, "--job-id=%u", st.jobid);
+	shim_argv_push(&argv, "--scope=job");
+	status = shim_launcher_run(&st, &argv, NULL, 0, &log_fd);
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		rv = 0;
+	else {
+		shim_error("epilog: couldn't cleanup containers for job %u", st.jobid);
+		shim_launcher_log_print(log_fd);
+	}
+	if (log_fd >= 0)
+		close(log_fd);
+	shim_argv_free(&argv);
+	return (rv);
+}

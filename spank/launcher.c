@@ -1,0 +1,254 @@
+/*
+ * Running the per-node launcher (the enroot CLI) as the job user, pyxis's way (§7.1): fork; in the
+ * child regain root only to drop it for good (setgroups, setresgid, setresuid), oom_score_adj 0
+ * (slurmstepd often runs at -1000 and children inherit it), stdin /dev/null, stdout+stderr into a memfd
+ * that is replayed only on failure, the status pipe on fd 3, every other fd closed, and an environment
+ * built from the job's minus a deny list. The child makes no allocation after fork: argv and envp are
+ * built before.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "shim.h"
+#include "step.h"
+
+#ifndef SHIM_VERSION
+#define SHIM_VERSION "0.1.0"
+#endif
+
+void shim_argv_push(struct shim_argv *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL, **n;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	if (s == NULL || (n = realloc(a->v, (a->n + 2) * sizeof(*n))) == NULL) {
+		free(s);
+		a->oom = true;
+		return;
+	}
+	a->v = n;
+	a->v[a->n++] = s;
+	a->v[a->n] = NULL;
+}
+
+void shim_argv_free(struct shim_argv *a)
+{
+	for (size_t i = 0; i < a->n; ++i)
+		free(a->v[i]);
+	free(a->v);
+	memset(a, 0, sizeof(*a));
+}
+
+/* Job variables that must not reach the launcher: per-task values, enroot's path settings, Node's. */
+static const char *const deny[] = {
+	"PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_TASK_PID", "PMIX_RANK",
+	"PMI_FD", "ENROOT_LIBRARY_PATH", "ENROOT_SYSCONF_PATH", "ENROOT_RUNTIME_PATH", "ENROOT_CACHE_PATH",
+	"ENROOT_DATA_PATH", "ENROOT_TEMP_PATH", "ENROOT_ZSTD_OPTIONS", "ENROOT_TRANSFER_RETRIES",
+	"ENROOT_CONNECT_TIMEOUT", "ENROOT_MAX_CONNECTIONS", "ENROOT_ALLOW_HTTP",
+	/* Ours, not pyxis's: the launcher is a Node.js program, and the job's Node settings are not its own. */
+	"NODE_OPTIONS", "NODE_PATH",
+};
+
+static bool env_denied(const char *kv)
+{
+	size_t klen = strcspn(kv, "=");
+
+	for (size_t i = 0; i < SHIM_ARRAY_SIZE(deny); ++i)
+		if (strlen(deny[i]) == klen && strncmp(kv, deny[i], klen) == 0)
+			return (true);
+	return (false);
+}
+
+static void env_build(const struct shim_step *st, struct shim_argv *e)
+{
+	const struct shim_args *a = &shim_args;
+	const char *path = getenv("PATH");
+
+	shim_argv_push(e, "PATH=%s", path != NULL ? path : "/usr/local/bin:/usr/bin:/bin");
+	for (size_t i = 0; st->env != NULL && st->env[i] != NULL; ++i)
+		if (!env_denied(st->env[i]))
+			shim_argv_push(e, "%s", st->env[i]);
+	shim_argv_push(e, "SLURM_JOB_UID=%u", (unsigned)st->uid);
+	shim_argv_push(e, "SLURM_JOB_GID=%u", (unsigned)st->gid);
+	/* The user's explicit choices override the enroot configuration, and only then. */
+	if (a->mount_home != -1)
+		shim_argv_push(e, "ENROOT_MOUNT_HOME=%s", a->mount_home ? "y" : "n");
+	if (a->remap_root != -1)
+		shim_argv_push(e, "ENROOT_REMAP_ROOT=%s", a->remap_root ? "y" : "n");
+	if (a->writable != -1)
+		shim_argv_push(e, "ENROOT_ROOTFS_WRITABLE=%s", a->writable ? "y" : "n");
+	if (a->unshare_net)
+		shim_argv_push(e, "ENROOT_UNSHARE_NET=y");
+	if (a->unshare_ipc)
+		shim_argv_push(e, "ENROOT_UNSHARE_IPC=y");
+	if (a->unshare_uts)
+		shim_argv_push(e, "ENROOT_UNSHARE_UTS=y");
+	shim_argv_push(e, "PYXIS_RUNTIME_PATH=%s", st->config.runtime_path);
+	shim_argv_push(e, "PYXIS_VERSION=%s", SHIM_VERSION);
+}
+
+/* In the child: never returns. Only async-signal-safe calls from here on. */
+static void child_exec(const struct shim_step *st, char *const *argv, char *const *envp, int status_w, int log_fd,
+		       const char *exec_err)
+{
+	static const char oom[] = "0";
+	int fd, devnull;
+
+	/* slurmstepd's user_init runs with euid = user and ruid = 0: take root back to drop it properly. */
+	if (geteuid() != 0 && seteuid(0) < 0)
+		_exit(126);
+	/* Own session: signals slurmstepd sends to its process group at step end must not cut us short. */
+	(void)setsid();
+	if ((fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC)) >= 0) {
+		(void)!write(fd, oom, 1);
+		close(fd);
+	}
+	if (setgroups((size_t)st->ngids, st->gids) < 0 || setresgid(st->gid, st->gid, st->gid) < 0 ||
+	    setresuid(st->uid, st->uid, st->uid) < 0)
+		_exit(126);
+	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		_exit(126);
+	/* Move both fds above 3 first so that the dup2s below cannot clobber each other. */
+	if ((status_w = fcntl(status_w, F_DUPFD_CLOEXEC, 10)) < 0 || (log_fd = fcntl(log_fd, F_DUPFD_CLOEXEC, 10)) < 0)
+		_exit(126);
+	if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0 || dup2(status_w, 3) < 0)
+		_exit(126);
+	if (close_range(4, ~0U, 0) < 0)
+		_exit(126);
+	execve(argv[0], argv, envp);
+	if (exec_err != NULL)
+		(void)!write(3, exec_err, strlen(exec_err));
+	_exit(127);
+}
+
+static int wait_child(pid_t pid)
+{
+	int status;
+
+	for (;;) {
+		if (waitpid(pid, &status, 0) == pid)
+			return (status);
+		if (errno != EINTR)
+			return (-1);
+	}
+}
+
+int shim_launcher_run(const struct shim_step *st, struct shim_argv *argv, char *line, size_t linesz, int *log_fd)
+{
+	struct shim_argv env = { 0 };
+	char *exec_err = NULL;
+	int pipefd[2] = { -1, -1 };
+	size_t len = 0;
+	pid_t pid;
+	int rv = -1;
+
+	*log_fd = -1;
+	free(argv->v[0]);
+	if ((argv->v[0] = strdup(st->config.launcher)) == NULL)
+		argv->oom = true;
+	env_build(st, &env);
+	if (asprintf(&exec_err, "ERROR couldn't execute the launcher %s\n", st->config.launcher) < 0)
+		exec_err = NULL;
+	if (argv->oom || env.oom) {
+		shim_error("could not allocate memory");
+		goto fail;
+	}
+	if ((*log_fd = memfd_create("enroot-log", MFD_CLOEXEC)) < 0) {
+		shim_error("couldn't create log memfd: %m");
+		goto fail;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		shim_error("couldn't create pipe: %m");
+		goto fail;
+	}
+	if ((pid = fork()) < 0) {
+		shim_error("couldn't fork: %m");
+		goto fail;
+	}
+	if (pid == 0)
+		child_exec(st, argv->v, env.v, pipefd[1], *log_fd, exec_err);
+	close(pipefd[1]);
+	pipefd[1] = -1;
+
+	/* One status line; the launcher exits after it (its container init does not hold the pipe). */
+	if (line != NULL) {
+		while (len + 1 < linesz) {
+			ssize_t r = read(pipefd[0], line + len, 1);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0 || line[len] == '\n')
+				break;
+			len++;
+		}
+		line[len] = '\0';
+	}
+	rv = wait_child(pid);
+fail:
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	shim_argv_free(&env);
+	free(exec_err);
+	return (rv);
+}
+
+/* Replays the launcher's output: now at error level, or into the step's error or info text for task_init. */
+static void log_lines(int log_fd, int mode)
+{
+	char buf[4096];
+	FILE *f;
+	int fd;
+
+	if (log_fd < 0 || (fd = dup(log_fd)) < 0)
+		return;
+	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return;
+	}
+	if (mode == 0)
+		shim_error("printing launcher log file:");
+	else if (mode == 1)
+		shim_step_error("printing launcher log file:");
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		buf[strcspn(buf, "\n")] = '\0';
+		if (mode == 0)
+			shim_error("    %s", buf);
+		else if (mode == 1)
+			shim_step_error("    %s", buf);
+		else
+			shim_step_info("%s", buf);
+	}
+	fclose(f);
+}
+
+void shim_launcher_log_to_error(int log_fd)
+{
+	log_lines(log_fd, 1);
+}
+
+void shim_launcher_log_to_info(int log_fd)
+{
+	log_lines(log_fd, 2);
+}
+
+void shim_launcher_log_print(int log_fd)
+{
+	log_lines(log_fd, 0);
+}
