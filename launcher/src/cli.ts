@@ -7,8 +7,22 @@ import type { Command } from './commands/types.js'
 type Loader = () => Promise<{ command: Command }>
 
 const COMMANDS: Record<string, Loader> = {
+  digest: async () => await import('./commands/digest.js'),
+  import: async () => await import('./commands/import.js'),
+  batch: async () => await import('./commands/batch.js'),
+  create: async () => await import('./commands/create.js'),
+  exec: async () => await import('./commands/exec.js'),
+  export: async () => await import('./commands/export.js'),
+  list: async () => await import('./commands/list.js'),
+  remove: async () => await import('./commands/remove.js'),
+  start: async () => await import('./commands/start.js'),
   info: async () => await import('./commands/info.js'),
-  version: async () => await import('./commands/version.js')
+  version: async () => await import('./commands/version.js'),
+  // hidden: the per-node launcher spank_enroot.so runs (doc/slurm.md); not in GLOBAL_USAGE
+  'slurm-import': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-import'] }),
+  'slurm-launch': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-launch'] }),
+  'slurm-teardown': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-teardown'] }),
+  'slurm-epilog': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-epilog'] })
 }
 
 export const GLOBAL_USAGE = `Usage: enroot COMMAND [ARG...]

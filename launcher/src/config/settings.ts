@@ -52,6 +52,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'ENROOT_FORCE_OVERRIDE', section: 'runtime', confDefault: 'false', value: fixed('false'), doc: 'Always use --force on command invocations' },
   { key: 'ENROOT_MOUNT_HOME', section: 'hooks', confDefault: 'false', value: unset, doc: 'Mount the current user\'s home directory by default' },
   { key: 'ENROOT_RESTRICT_DEV', section: 'hooks', confDefault: 'false', value: unset, doc: 'Restrict /dev inside the container to a minimal set of devices' },
+  { key: 'ENROOT_DRIVER_ROOT', section: 'hooks', confDefault: '/', value: fixed('/'), doc: 'Where the GPU and InfiniBand hooks find the host driver (/dev, /proc/driver/nvidia, libraries, /sys); only tests change it' },
   { key: 'ENROOT_UNSHARE_PID', section: 'runtime', confDefault: 'false', value: unset, doc: 'Start containers in a new PID namespace' },
   { key: 'ENROOT_UNSHARE_NET', section: 'runtime', confDefault: 'false', value: unset, doc: 'Start containers in a new network namespace (loopback only)' },
   { key: 'ENROOT_UNSHARE_IPC', section: 'runtime', confDefault: 'false', value: unset, doc: 'Start containers in a new IPC namespace (private /dev/shm)' },

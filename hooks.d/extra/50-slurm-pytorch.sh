@@ -1,0 +1,7 @@
+#! /bin/sh
+# enroot-builtin: slurm-pytorch
+#
+# Placeholder for a hook the runtime implements itself (see doc/hooks.md and doc/gpu.md): while this file is in
+# the system hooks.d and executable, enroot runs its built-in "slurm-pytorch" hook in-process. Remove it or clear its
+# executable bit to disable the hook; replace it with your own executable to override it.
+exit 0
