@@ -2,7 +2,7 @@
 // produces, the linker cache it writes (read back by glibc's ldconfig and used by the real dynamic loader).
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync, copyFileSync, statSync, symlinkSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, copyFileSync, statSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { buildFakeDriver, DEFAULT_GPUS, FAKE_VERSION, FAKE_LIBS, HAVE_GCC, LIBDIR } from '../../helpers/fake-driver.js'
@@ -10,7 +10,7 @@ import { IS_ROOT } from '../../helpers/env.js'
 import { discoverDriver, findLibraries } from '../../../launcher/src/pipeline/builtin-hooks/nvidia-driver.js'
 import { nvidiaPlan, materialize, nvidia, procView, taskCudaVisible, LIB_DIR } from '../../../launcher/src/pipeline/builtin-hooks/nvidia.js'
 import { migConfig } from '../../../launcher/src/pipeline/builtin-hooks/mig-config.js'
-import { writeLdCache, CACHE_FLAGS } from '../../../launcher/src/pipeline/builtin-hooks/ldcache.js'
+import { writeLdCache, parseLdCache, CACHE_FLAGS } from '../../../launcher/src/pipeline/builtin-hooks/ldcache.js'
 
 const LDCONFIG = ['/sbin/ldconfig', '/usr/sbin/ldconfig'].find(p => existsSync(p))
 const base = mkdtempSync(join(tmpdir(), 'enroot-fakedrv-'))
@@ -105,6 +105,28 @@ t.test('the real dynamic loader finds the injected libcuda through the written c
     mount --bind ${join(root, LIBDIR, `libcuda.so.${FAKE_VERSION}`)} ${LIB_DIR}/libcuda.so.${FAKE_VERSION} &&
     mount --bind ${rt}/ld.so.cache /etc/ld.so.cache && exec ${prog}`
   t.equal(execFileSync('unshare', ['-m', 'sh', '-c', script], { encoding: 'utf8' }).trim(), '12040')
+})
+
+t.test('compat32: 32-bit libraries from the host cache go to /usr/local/nvidia/lib; display adds nvidia-modeset', { skip: !HAVE_GCC || LDCONFIG === undefined }, async t => {
+  // a host with the i386 driver libraries: the same files stand in (only names and cache flags matter here)
+  const multi = join(base, 'multilib')
+  execFileSync('cp', ['-a', root, multi])
+  mkdirSync(join(multi, 'usr/lib/i386-linux-gnu'))
+  copyFileSync(join(multi, LIBDIR, `libcuda.so.${FAKE_VERSION}`), join(multi, 'usr/lib/i386-linux-gnu', `libcuda.so.${FAKE_VERSION}`))
+  symlinkSync(`libcuda.so.${FAKE_VERSION}`, join(multi, 'usr/lib/i386-linux-gnu/libcuda.so.1'))
+  const host = readFileSync(join(multi, 'etc/ld.so.cache'))
+  writeFileSync(join(multi, 'etc/ld.so.cache'), writeLdCache([...parseLdCache(host),
+    { key: 'libcuda.so.1', value: '/usr/lib/i386-linux-gnu/libcuda.so.1', flags: CACHE_FLAGS.libc6, hwcap: 0n }]))
+  const c = ctx({ NVIDIA_VISIBLE_DEVICES: '0', NVIDIA_DRIVER_CAPABILITIES: 'compute,compat32,display' }, [], multi)
+  const plan = nvidiaPlan(c)
+  const tg = targets(plan?.fstab ?? [])
+  t.ok(tg.includes('/usr/local/nvidia/lib') && tg.includes(`/usr/local/nvidia/lib/libcuda.so.${FAKE_VERSION}`))
+  t.ok(tg.includes('/dev/nvidia-modeset'))
+  if (plan === undefined) return
+  materialize(plan)
+  const out = execFileSync(LDCONFIG as string, ['-p', '-C', join(c.runtimeDir, 'nvidia/ld.so.cache')], { encoding: 'utf8' })
+  t.match(out, '\tlibcuda.so.1 (libc6) => /usr/local/nvidia/lib/libcuda.so.1\n')
+  t.match(out, `\tlibcuda.so.1 (libc6,x86-64) => ${LIB_DIR}/libcuda.so.1\n`)
 })
 
 t.test('CUDA forward compatibility: newer compat libraries of the image win, empty stubs do not', { skip: !HAVE_GCC || LDCONFIG === undefined }, async t => {

@@ -23,21 +23,23 @@ let treeDir: string | undefined
 const treeBase = (): string => (treeDir ??= userTmp(t, 'enroot-fakedrv-'))
 
 /** A system configuration with the shipped mounts and the devices + nvidia hooks, a busybox image named gpu. */
-function setup (t: Parameters<typeof userTmp>[0], imageEnv: string[], gpus: FakeGpu[] = DEFAULT_GPUS): { env: Record<string, string>, drv: string } {
+function setup (t: Parameters<typeof userTmp>[0], imageEnv: string[], gpus: FakeGpu[] = DEFAULT_GPUS, hooks: string[] = []): { env: Record<string, string>, drv: string, base: string } {
   const base = userTmp(t)
   // one driver tree per GPU layout for the whole file: compiling its libraries is the slow part
   const key = JSON.stringify(gpus)
   let drv = trees.get(key)
-  if (drv === undefined) { drv = buildFakeDriver(join(treeBase(), `drv${trees.size}`), { gpus }); trees.set(key, drv) }
+  if (drv === undefined) { drv = buildFakeDriver(join(treeBase(), `drv${trees.size}`), { gpus, hcas: 2 }); trees.set(key, drv) }
   const sys = join(base, 'sysconf')
   for (const d of ['hooks.d', 'mounts.d', 'environ.d']) mkdirSync(join(sys, d), { recursive: true })
-  for (const f of ['mounts.d/10-system.fstab', 'hooks.d/10-devices.sh', 'hooks.d/98-nvidia.sh']) symlinkSync(join(REPO, f), join(sys, f))
+  for (const f of ['mounts.d/10-system.fstab', 'hooks.d/10-devices.sh', 'hooks.d/98-nvidia.sh', 'hooks.d/99-mellanox.sh']) symlinkSync(join(REPO, f), join(sys, f))
+  // opt-in extras, linked in the way an administrator does
+  for (const h of hooks) symlinkSync(join(REPO, 'hooks.d', 'extra', h), join(sys, 'hooks.d', h))
   const rootfs = buildRootfs(join(base, 'data', 'gpu'), { files: { 'etc/environment': imageEnv.map(l => `${l}\n`).join('') } })
   // busybox has no ldconfig: the host's (static) one reads the container's /etc/ld.so.cache
   copyFileSync(LDCONFIG as string, join(rootfs, 'bin', 'ldconfig'))
   if (IS_ROOT) { const u = testUser(); chownSync(join(rootfs, 'bin', 'ldconfig'), u.uid, u.gid) }
   const env = enrootEnv(base, { ENROOT_SYSCONF_PATH: sys, ENROOT_DATA_PATH: join(base, 'data'), ENROOT_DRIVER_ROOT: drv, ENROOT_RESTRICT_DEV: 'y' })
-  return { env, drv }
+  return { env, drv, base }
 }
 
 const COMPUTE_UTILITY = ['libcuda', 'libnvidia-ml', 'libnvidia-ptxjitcompiler', 'libnvidia-nvvm', 'libcudadebugger', 'libnvidia-cfg']
@@ -103,4 +105,24 @@ t.test('an unknown device id stops the start and lists what the node has', async
   const r = await enroot(sh('echo ran'), env)
   t.equal(r.status, 1)
   t.match(r.stderr, 'Unknown NVIDIA device id: 9')
+})
+
+t.test('99-mellanox: only the selected HCA\'s verbs node, with rdma_cm', async t => {
+  if (!ready(t)) return
+  const { env } = setup(t, ['MELLANOX_VISIBLE_DEVICES=1'])
+  const r = await enroot(sh('ls /dev/infiniband; stat -c "%t:%T" /dev/infiniband/uverbs1'), env)
+  t.equal(r.status, 0, r.stderr)
+  t.equal(r.stdout, 'rdma_cm\nuverbs1\ne7:c1\n')
+})
+
+t.test('50-slurm-pmi linked in: the PMIx server directory and the PMIx variables reach the container', async t => {
+  if (!ready(t)) return
+  const { env, base } = setup(t, [], DEFAULT_GPUS, ['50-slurm-pmi.sh'])
+  const pmix = join(base, 'pmix.99.0')
+  mkdirSync(pmix)
+  if (IS_ROOT) { const u = testUser(); chownSync(pmix, u.uid, u.gid) }
+  const slurm = { SLURM_JOB_ID: '99', SLURM_STEP_ID: '0', SLURM_MPI_TYPE: 'pmix', PMIX_SERVER_TMPDIR: pmix, PMIX_SECURITY_MODE: 'native', PMIX_RANK: '0' }
+  const r = await enroot(sh(`echo "$PMIX_MCA_psec $SLURM_JOB_ID $PMIX_RANK"; test -d ${pmix} && echo mounted`), { ...env, ...slurm })
+  t.equal(r.status, 0, r.stderr)
+  t.equal(r.stdout, 'native 99 0\nmounted\n')
 })
