@@ -8,6 +8,7 @@ PACKAGES=(
   squashfs-tools squashfs-tools-ng squashfuse fuse3 fuse-overlayfs    # image writer/reader, direct starts
   skopeo docker-registry apache2-utils openssl busybox-static zstd pigz  # test registry and images
   slurm-wlm slurmctld slurmd munge libslurm-dev slurm-wlm-plugins-dev    # Slurm cluster and the shim's headers
+  libpmix2 libpmix-dev openmpi-bin libopenmpi-dev                       # srun --mpi=pmix (mpi_pmix_v4 dlopens libpmix.so) and the MPI test image
   uidmap util-linux procps psmisc iproute2 gcc make g++ python3 tar
 )
 

@@ -89,7 +89,9 @@ export async function runAsUser (cmd: string, args: readonly string[], opts: Spa
   const env = { ...(opts.env ?? process.env) }
   delete env.NODE_OPTIONS
   return await new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
+    // tap's processinfo plugin also patches spawn to put itself back into a node child's NODE_OPTIONS,
+    // so the variable is removed by env(1) right before the real command runs.
+    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', cmd, ...args], {
       ...opts,
       env,
       ...(u !== undefined ? { uid: u.uid, gid: u.gid } : {}),
