@@ -5,6 +5,7 @@
 //   (c) extract every layer to disk (whiteouts applied by deleting), then mksquashfs the tree with the
 //       settings (b) used; --full adds (c2') mksquashfs with the options verbatim
 // Usage: npx tsc -p tsconfig.build.json && node bench/flatten-compare.mjs [--options "-comp lzo -noD"] [--jobs N] [--full]
+// (--options defaults to ENROOT_SQUASH_OPTIONS's default from the settings table)
 // The generated layers are kept in $BENCH_DIR (default /tmp/enroot-bench-layers) and reused.
 import { createHash, randomBytes } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -14,9 +15,10 @@ import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { buildSquashfs } from '../dist/image/squash.js'
 import { encodeHeader, paddingFor, END_OF_ARCHIVE } from '../dist/image/tar-writer.js'
+import { SETTINGS } from '../dist/config/settings.js'
 
 const arg = (name, def) => { const i = process.argv.indexOf(name); return i === -1 ? def : process.argv[i + 1] }
-const OPTIONS = arg('--options', '-comp lzo -noD')
+const OPTIONS = arg('--options', SETTINGS.find(s => s.key === 'ENROOT_SQUASH_OPTIONS').confDefault)
 const JOBS = Number(arg('--jobs', String(availableParallelism())))
 const DIR = process.env.BENCH_DIR ?? '/tmp/enroot-bench-layers'
 const MB = 1 << 20

@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { loadConfig, parseConfigText, isFalsy, loadDirectives } from '../../launcher/src/config/load.js'
+import { loadConfig, parseConfigText, isFalsy, loadDirectives, needsSyntaxCheck } from '../../launcher/src/config/load.js'
 
 function sysconf (files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'enroot-conf-'))
@@ -29,7 +29,7 @@ t.test('defaults follow the XDG paths of HOME', async t => {
   t.equal(cfg.get('ENROOT_DATA_PATH'), '/home/u/.local/share/enroot')
   t.equal(cfg.get('ENROOT_CONFIG_PATH'), '/home/u/.config/enroot')
   t.equal(cfg.get('ENROOT_TEMP_PATH'), '/tmp')
-  t.equal(cfg.get('ENROOT_SQUASH_OPTIONS'), '-comp lzo -noD')
+  t.equal(cfg.get('ENROOT_SQUASH_OPTIONS'), '-comp zstd -Xcompression-level 1')
   t.equal(cfg.get('ENROOT_MAX_CONNECTIONS'), '10')
   t.equal(cfg.get('ENROOT_MOUNT_HOME'), undefined)
   t.notOk(cfg.flag('ENROOT_REMAP_ROOT'), 'false default is unset')
@@ -82,4 +82,11 @@ t.test('the runtime path never defaults to an unwritable /run/enroot for users',
   t.equal(cfg.get('ENROOT_RUNTIME_PATH'), '/tmp/enroot-runtime-54321')
   const withXdg = loadConfig({ env: { ...baseEnv, XDG_RUNTIME_DIR: '/run/user/7' }, sysconfdir: sysconf({}), uid: 7 })
   t.equal(withXdg.get('ENROOT_RUNTIME_PATH'), '/run/user/7/enroot')
+})
+
+t.test('only files with shell syntax are handed to bash -n (plain KEY VALUE files parse without a shell)', async t => {
+  t.equal(needsSyntaxCheck('# comment\n\nENROOT_DATA_PATH /a/b\nENROOT_SQUASH_OPTIONS -comp lzo -noI\n  ENROOT_X=1,2:3\n'), false)
+  for (const text of ['ENROOT_A "quoted"\n', 'ENROOT_A $HOME\n', 'ENROOT_A x # c\n', 'fi\n', 'then x\n', 'ENROOT_A `id`\n', 'ENROOT_A a;b\n']) {
+    t.equal(needsSyntaxCheck(text), true, JSON.stringify(text))
+  }
 })

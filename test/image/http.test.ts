@@ -19,6 +19,17 @@ import { CredentialStore } from '../../launcher/src/image/credentials.js'
 import { parseImageUri } from '../../launcher/src/image/uri.js'
 import { freePort } from '../helpers/registry.js'
 
+// First, before any test configures a proxy.
+t.test('the client loads only the parts of undici it uses, not its index (a warm import is mostly load time)', async t => {
+  const { createRequire } = await import('node:module')
+  const loaded = Object.keys(createRequire(import.meta.url).cache)
+  const undici = loaded.filter(p => p.includes('/node_modules/undici/'))
+  t.ok(undici.some(p => p.endsWith('/undici/lib/dispatcher/agent.js')), 'the agent is loaded')
+  t.notOk(undici.some(p => p.endsWith('/node_modules/undici/index.js')), 'not the index')
+  t.notOk(undici.some(p => p.includes('/undici/lib/web/')), 'nothing of fetch, WebSocket or the caches')
+  t.notOk(undici.some(p => p.includes('proxy-agent')), 'the proxy agents only when a proxy is configured')
+})
+
 const work = mkdtempSync(join(tmpdir(), 'enroot-http-test-'))
 t.teardown(() => rmSync(work, { recursive: true, force: true }))
 
@@ -249,3 +260,4 @@ t.test('ENROOT_MAX_CONNECTIONS caps parallel connections to one host (mock: slow
   t.equal(m.hits.length, 5)
   t.equal(new Set(m.hits.map(h => h.socket)).size, 2, 'five downloads shared two connections')
 })
+

@@ -5,14 +5,17 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { translateSquashOptions } from '../../launcher/src/image/squash.js'
+import { buildSquashfs, translateSquashOptions } from '../../launcher/src/image/squash.js'
+import { EnrootError } from '../../launcher/src/util/errors.js'
+import type { LayerFile, ProgressEvent } from '../../launcher/src/image/types.js'
 import { IS_ROOT, testUser, userTmp, requireFeature } from '../helpers/env.js'
 import { writeLayer } from '../helpers/tar-writer.js'
-import { buildAsUser, listImage } from '../helpers/squash-as-user.js'
+import { buildAsUser, listImage, catImage } from '../helpers/squash-as-user.js'
 
 t.test('translates mksquashfs options into a tar2sqfs plan', async t => {
   const table: Array<[string, Partial<ReturnType<typeof translateSquashOptions>>]> = [
     ['', { compressor: 'gzip', extra: [] }],
+    ['-comp lz4', { compressor: 'lz4', extra: [], ignored: [] }],
     ['-comp lzo -noD -exit-on-error', { compressor: 'lzo', extra: ['level=1'], ignored: [] }],
     ['-comp zstd -Xcompression-level 3 -b 1M', { compressor: 'zstd', extra: ['level=3'], blockSize: 1048576 }],
     ['-comp zstd -noD', { extra: ['level=1'] }],
@@ -87,4 +90,61 @@ t.test('an image with a single empty layer still has a root and the config layer
   const r = await buildAsUser({ layers: [writeLayer(d, [])], output, tmpdir: d, extraFiles: [{ path: '/etc/rc', content: 'x', mode: 0o644 }] })
   t.ok(r.ok, JSON.stringify(r))
   t.same([...(await listImage(output)).keys()], ['/', '/etc', '/etc/rc'])
+})
+
+/** A layer that "arrives" when the test says so. */
+function later (): { promise: Promise<LayerFile>, resolve: (l: LayerFile) => void, reject: (e: unknown) => void } {
+  let resolve!: (l: LayerFile) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<LayerFile>((res, rej) => { resolve = res; reject = rej })
+  return { promise, resolve, reject }
+}
+
+t.test('converts the top-most layers while lower ones are still downloading, to the same image', async t => {
+  const d = userTmp(t)
+  const bottom = writeLayer(d, [{ name: 'etc/os', data: 'bottom' }, { name: 'gone', data: 'x' }, { name: 'kept', data: 'k' }])
+  const top = writeLayer(d, [{ name: 'etc/os', data: 'top' }, { name: '.wh.gone', data: '' }, { name: 'big', data: randomBytes(3 << 20) }])
+  const pending = later()
+  let readBeforeBottom = 0
+  const onProgress = (e: ProgressEvent): void => {
+    if (e.kind !== 'convert-bytes') return
+    readBeforeBottom = e.bytes
+    // The bottom layer arrives only once the top one is being converted: a converter that waited
+    // for every layer would never get here (the test would time out).
+    pending.resolve(bottom)
+  }
+  const overlapped = join(d, 'overlapped.sqsh')
+  await buildSquashfs({ layers: [pending.promise, top], extraFiles: [], output: overlapped, squashOptions: '-comp zstd -Xcompression-level 1', processors: 1, tmpdir: d, totalBytes: 1, onProgress })
+  t.ok(readBeforeBottom > 0, 'the top layer was read before the bottom one arrived')
+  const plain = join(d, 'plain.sqsh')
+  await buildSquashfs({ layers: [bottom, top], extraFiles: [], output: plain, squashOptions: '-comp zstd -Xcompression-level 1', processors: 1, tmpdir: d })
+  t.same(await listImage(overlapped), await listImage(plain))
+  t.equal(await catImage(overlapped, 'etc/os'), 'top')
+  t.notOk((await listImage(overlapped)).has('/gone'), 'the whiteout of the top layer hid the late bottom file')
+})
+
+t.test('a layer download that fails stops the conversion with its error and leaves no image', async t => {
+  const d = userTmp(t)
+  const top = writeLayer(d, [{ name: 'f', data: 'top' }])
+  const middle = later()
+  const bottom = later()
+  const output = join(d, 'image.sqsh')
+  const started = Date.now()
+  setTimeout(() => { middle.reject(new EnrootError('NETWORK', 'Transfer from registry was interrupted')) }, 50)
+  // The bottom layer never arrives: the failure of the middle one must not wait for it.
+  await t.rejects(buildSquashfs({ layers: [bottom.promise, middle.promise, top], extraFiles: [], output, squashOptions: '-comp zstd -Xcompression-level 1', processors: 1, tmpdir: d, totalBytes: 1 }),
+    { code: 'NETWORK', message: 'Transfer from registry was interrupted' })
+  t.ok(Date.now() - started < 10_000)
+  t.notOk(existsSync(output), 'no partial image')
+})
+
+t.test('a failed download of a layer the converter has not reached yet fails it at once', async t => {
+  const d = userTmp(t)
+  const output = join(d, 'image.sqsh')
+  const top = later()
+  const bottom = later()
+  setTimeout(() => { bottom.reject(new EnrootError('DIGEST', 'Checksum mismatch: sha256:00')) }, 50)
+  // The converter is waiting on the top layer, which never arrives.
+  await t.rejects(buildSquashfs({ layers: [bottom.promise, top.promise], extraFiles: [], output, squashOptions: '-comp zstd -Xcompression-level 1', processors: 1, tmpdir: d, totalBytes: 1 }), { code: 'DIGEST' })
+  t.notOk(existsSync(output))
 })

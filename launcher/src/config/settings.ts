@@ -35,7 +35,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'ENROOT_TEMP_PATH', section: 'paths', confDefault: '${TMPDIR:-/tmp}', value: (c) => c.env.TMPDIR !== undefined && c.env.TMPDIR !== '' ? c.env.TMPDIR : '/tmp', doc: 'Temporary directory for import, export and bundle' },
   { key: 'ENROOT_GZIP_PROGRAM', section: 'import', confDefault: 'pigz', value: (c) => c.onPath('pigz') ? 'pigz' : 'gzip', doc: 'Gzip program used to decompress layers when the built-in decoder is not used' },
   { key: 'ENROOT_ZSTD_OPTIONS', section: 'import', confDefault: '-1', value: fixed('-1'), doc: 'Options passed to zstd when compressing' },
-  { key: 'ENROOT_SQUASH_OPTIONS', section: 'import', confDefault: '-comp lzo -noD', value: fixed('-comp lzo -noD'), doc: 'Options passed to the squashfs writer (mksquashfs syntax)' },
+  { key: 'ENROOT_SQUASH_OPTIONS', section: 'import', confDefault: '-comp zstd -Xcompression-level 1', value: fixed('-comp zstd -Xcompression-level 1'), doc: 'Options passed to the squashfs writer (mksquashfs syntax)' },
   { key: 'ENROOT_MAX_PROCESSORS', section: 'import', confDefault: '$(nproc)', value: (c) => String(c.nproc), doc: 'Maximum number of processors to use for parallel tasks (0 means unlimited)' },
   { key: 'ENROOT_MAX_CONNECTIONS', section: 'network', confDefault: '10', value: fixed('10'), doc: 'Maximum number of concurrent connections (0 means unlimited)' },
   { key: 'ENROOT_CONNECT_TIMEOUT', section: 'network', confDefault: '30', value: fixed('30'), doc: 'Maximum time in seconds to wait for connections establishment (0 means unlimited)' },

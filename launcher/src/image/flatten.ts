@@ -30,9 +30,15 @@ import type { ExtraFile, LayerFile } from './types.js'
 import { EnrootError, fromSystemError } from '../util/errors.js'
 import { log } from '../util/log.js'
 
+/**
+ * A layer, or the promise of one still downloading: layers are read top-most first, so an import can
+ * start converting the top-most layers while the lower ones are still on their way.
+ */
+export type LayerSource = LayerFile | Promise<LayerFile>
+
 export interface FlattenOptions {
   /** bottom-most first (manifest order) */
-  layers: readonly LayerFile[]
+  layers: readonly LayerSource[]
   /** the config layer on top of the image (/etc/rc …): shadows image files at the same paths */
   extraFiles: readonly ExtraFile[]
   sink: TarSink
@@ -42,6 +48,8 @@ export interface FlattenOptions {
   fixedTime?: number
   /** compressed bytes read so far, for progress */
   onRead?: (bytes: number) => void
+  /** stops the wait for a layer still downloading (the caller saw another layer's download fail) */
+  signal?: AbortSignal
 }
 
 export interface FlattenStats { entries: number, droppedDevices: number, spooledFiles: number }
@@ -106,7 +114,8 @@ class LayerMerge {
     return this.stats
   }
 
-  private async layer (layer: LayerFile): Promise<void> {
+  private async layer (source: LayerSource): Promise<void> {
+    const layer = await arrival(source, this.o.signal)
     const st: LayerState = { digest: layer.digest, files: new Map(), dropped: new Set(), whiteouts: [], opaques: [] }
     let opened: OpenedLayer | undefined
     try {
@@ -218,6 +227,18 @@ class LayerMerge {
     }, body)
     this.stats.entries++
   }
+}
+
+/** The layer, or the abort reason as soon as the signal fires (the layer may never come). */
+async function arrival (source: LayerSource, signal?: AbortSignal): Promise<LayerFile> {
+  signal?.throwIfAborted()
+  if (signal === undefined || !(source instanceof Promise)) return await source
+  return await new Promise<LayerFile>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    const done = (): void => { signal.removeEventListener('abort', onAbort) }
+    source.then((l) => { done(); resolve(l) }, (err: unknown) => { done(); reject(err) })
+  })
 }
 
 const invalid = (st: LayerState, name: string, reason: string): EnrootError =>

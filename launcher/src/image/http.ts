@@ -7,7 +7,7 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { STATUS_CODES } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici'
+import { Agent, loadEnvHttpProxyAgent, redirectInterceptor, request, type Dispatcher } from './undici-parts.js'
 import { EnrootError } from '../util/errors.js'
 import { log } from '../util/log.js'
 import type { Config } from '../config/load.js'
@@ -160,9 +160,9 @@ export class HttpClient {
     const proxied = settings.httpProxy !== undefined || settings.httpsProxy !== undefined
     // explicit '' keeps EnvHttpProxyAgent from reading process.env behind the configuration's back
     this.base = proxied
-      ? new EnvHttpProxyAgent({ ...pool, httpProxy: settings.httpProxy ?? '', httpsProxy: settings.httpsProxy ?? '', noProxy: settings.noProxy ?? '', ...(ca === undefined ? {} : { requestTls: { ca } }) })
+      ? new (loadEnvHttpProxyAgent())({ ...pool, httpProxy: settings.httpProxy ?? '', httpsProxy: settings.httpsProxy ?? '', noProxy: settings.noProxy ?? '', ...(ca === undefined ? {} : { requestTls: { ca } }) })
       : new Agent(pool)
-    this.dispatcher = this.base.compose(interceptors.redirect({ maxRedirections: 10 }))
+    this.dispatcher = this.base.compose(redirectInterceptor({ maxRedirections: 10 }))
   }
 
   /** Refuses plain http:// unless ENROOT_ALLOW_HTTP (also for token realms the registry names). */

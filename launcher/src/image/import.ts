@@ -34,16 +34,19 @@ export interface ImportRequest {
   output?: string
   cwd: string
   onProgress?: (e: ProgressEvent) => void
+  /**
+   * The Slurm launcher: when the image is an entry of the cache (not a private build in scratch), return
+   * that entry's path as `output` instead of linking or copying it (method 'entry'; `output` stays unused).
+   */
+  reuseEntry?: boolean
 }
 
-export interface ImportResult { output: string, cachedImage: boolean, method: 'link' | 'copy' }
+export interface ImportResult { output: string, cachedImage: boolean, method: 'link' | 'copy' | 'entry' }
 
-/** Schemes other than docker:// are refused before any work (dockerd:// and podman:// come later). */
+/** Schemes other than docker://, dockerd:// and podman:// are refused before any work. */
 export function checkScheme (uri: string): void {
   if (uri.startsWith('docker://')) return
-  if (uri.startsWith('dockerd://') || uri.startsWith('podman://')) {
-    throw new EnrootError('UNSUPPORTED', `Not supported yet: ${uri}`, { hint: 'Only docker:// imports from a registry are implemented so far; push the image to a registry, or import from one.' })
-  }
+  if (uri.startsWith('dockerd://') || uri.startsWith('podman://')) return
   throw invalidArgument(uri)
 }
 
@@ -58,6 +61,8 @@ async function outputPath (req: ImportRequest, defaultName: string): Promise<str
 
 export async function importImage (cfg: Config, req: ImportRequest): Promise<ImportResult> {
   checkScheme(req.uri)
+  // The local Docker daemon or podman storage: a module of its own (image/daemon.ts), loaded only for them.
+  if (!req.uri.startsWith('docker://')) return await (await import('./daemon.js')).importFromDaemon(cfg, req)
   const ref = parseImageUri(req.uri, { credentialsText: readCredentialsText(cfg.get('ENROOT_CONFIG_PATH') ?? '') })
   const arch = req.arch ?? hostArch()
   const platform = parseArch(arch)
@@ -91,21 +96,31 @@ export async function importImage (cfg: Config, req: ImportRequest): Promise<Imp
     const key = imageKey(keyInput)
 
     const image = await store.ensureImage(key, async (tmp) => {
-      const layers = await fetchLayers(cfg, store, client, resolved, progress)
-      progress({ kind: 'phase', phase: 'convert' })
-      log.info('Creating squashfs filesystem...')
       await fsp.mkdir(scratch, { recursive: true, mode: 0o700 })
       // Loaded only when converting: a warm import must not pay for the flattener.
       const { buildSquashfs } = await import('./squash.js')
-      await buildSquashfs({
-        layers, extraFiles, output: tmp, squashOptions, tmpdir: scratch,
-        processors: cfg.int('ENROOT_MAX_PROCESSORS'),
-        ...(keyInput.sourceDateEpoch !== undefined ? { sourceDateEpoch: Number(keyInput.sourceDateEpoch) } : {}),
-        onProgress: progress
-      })
+      // The conversion starts as soon as the top-most layer is in the cache (it reads top-most first)
+      // instead of after the last download: downloading and converting overlap.
+      const layers = startLayerDownloads(cfg, store, client, resolved, progress)
+      try {
+        progress({ kind: 'phase', phase: 'convert' })
+        log.info('Creating squashfs filesystem...')
+        await buildSquashfs({
+          layers: layers.files, extraFiles, output: tmp, squashOptions, tmpdir: scratch,
+          processors: cfg.int('ENROOT_MAX_PROCESSORS'),
+          totalBytes: resolved.layers.reduce((n, l) => n + l.size, 0),
+          ...(keyInput.sourceDateEpoch !== undefined ? { sourceDateEpoch: Number(keyInput.sourceDateEpoch) } : {}),
+          onProgress: progress
+        })
+      } finally {
+        // Never leave a download running behind a released image lock (or a closed client): a failed
+        // conversion waits for them; they finish into the cache, ready for the next try.
+        await layers.settled
+      }
     }, imageKeyMaterial(keyInput))
     if (!image.built) log.info('Found the converted image in the cache')
 
+    if (req.reuseEntry === true && !image.path.startsWith(`${scratch}/`)) return { output: image.path, cachedImage: !image.built, method: 'entry' }
     progress({ kind: 'phase', phase: 'publish' })
     const method = await publishOutput(image.path, output, store.mayLinkOutput(image.path))
     return { output, cachedImage: !image.built, method }
@@ -127,28 +142,60 @@ async function fetchConfig (store: CacheStore, client: RegistryClient, resolved:
   }
 }
 
-/** Every layer through the cache, at most ENROOT_MAX_CONNECTIONS at a time (0: no limit). */
-async function fetchLayers (cfg: Config, store: CacheStore, client: RegistryClient, resolved: ResolvedImage,
-  progress: (e: ProgressEvent) => void): Promise<LayerFile[]> {
+interface LayerDownloads {
+  /** one per layer, bottom-most first; each resolves when that blob is verified and in the cache */
+  files: Array<Promise<LayerFile>>
+  /** all of them done, failed or not */
+  settled: Promise<void>
+}
+
+/**
+ * Every layer through the cache, at most ENROOT_MAX_CONNECTIONS at a time (0: no limit), top-most
+ * first: the flattener reads the top-most layer first, so it can start while lower layers download.
+ */
+function startLayerDownloads (cfg: Config, store: CacheStore, client: RegistryClient, resolved: ResolvedImage,
+  progress: (e: ProgressEvent) => void): LayerDownloads {
   progress({ kind: 'phase', phase: 'download' })
   const layers = resolved.layers
   const limit = cfg.int('ENROOT_MAX_CONNECTIONS') || layers.length
-  const out: LayerFile[] = new Array(layers.length)
-  let next = 0
+  const waiting = layers.map(() => deferred<LayerFile>())
+  let next = layers.length - 1
   let fetched = 0
+  let failed = false
   const worker = async (): Promise<void> => {
-    for (let i = next++; i < layers.length; i = next++) {
+    for (let i = next--; i >= 0; i = next--) {
       const d = layers[i] as (typeof layers)[number]
-      progress({ kind: 'layer-start', digest: d.digest, size: d.size })
-      const r = await store.ensureBlob(d.digest, d.size, async (tmp) => {
-        await client.downloadBlob(d, tmp, (n) => { progress({ kind: 'layer-bytes', digest: d.digest, bytes: n }) })
-      })
-      if (r.fetched) fetched++
-      progress({ kind: 'layer-done', digest: d.digest, cached: !r.fetched })
-      out[i] = { path: r.path, mediaType: d.mediaType, digest: d.digest }
+      const done = waiting[i] as Deferred<LayerFile>
+      try {
+        progress({ kind: 'layer-start', digest: d.digest, size: d.size })
+        const r = await store.ensureBlob(d.digest, d.size, async (tmp) => {
+          await client.downloadBlob(d, tmp, (n) => { progress({ kind: 'layer-bytes', digest: d.digest, bytes: n }) })
+        })
+        if (r.fetched) fetched++
+        progress({ kind: 'layer-done', digest: d.digest, cached: !r.fetched })
+        done.resolve({ path: r.path, mediaType: d.mediaType, digest: d.digest })
+      } catch (err) {
+        failed = true
+        done.reject(err)
+      }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(limit, layers.length) }, worker))
-  log.info(fetched === 0 ? 'Found all layers in cache' : `Downloaded ${fetched} missing layer${fetched === 1 ? '' : 's'}`)
-  return out
+  const files = waiting.map(w => w.promise)
+  // Handled here so that a failure the converter never awaits (it failed first) is not an unhandled
+  // rejection; the converter still sees each rejection when it awaits that layer.
+  for (const f of files) f.catch(() => {})
+  const settled = Promise.all(Array.from({ length: Math.min(limit, layers.length) }, worker)).then(() => {
+    if (!failed) log.info(fetched === 0 ? 'Found all layers in cache' : `Downloaded ${fetched} missing layer${fetched === 1 ? '' : 's'}`)
+  })
+  return { files, settled }
+}
+
+interface Deferred<T> { promise: Promise<T>, resolve: (v: T) => void, reject: (e: unknown) => void }
+
+/** Promise.withResolvers, which Node 20 lacks. */
+function deferred<T> (): Deferred<T> {
+  let resolve!: (v: T) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
+  return { promise, resolve, reject }
 }

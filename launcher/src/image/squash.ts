@@ -22,11 +22,12 @@ import { spawn } from 'node:child_process'
 import { rm, statfs } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { availableParallelism } from 'node:os'
-import { flattenLayers, layersSize, type FlattenStats } from './flatten.js'
+import { flattenLayers, layersSize, type FlattenStats, type LayerSource } from './flatten.js'
 import { TarSink } from './tar-writer.js'
-import type { ExtraFile, LayerFile, ProgressEvent } from './types.js'
+import type { ExtraFile, ProgressEvent } from './types.js'
 import { EnrootError } from '../util/errors.js'
 import { log } from '../util/log.js'
+import { onInterrupt } from '../cache/interrupt.js'
 
 export interface SquashPlan {
   compressor: string
@@ -105,8 +106,13 @@ function parseSize (v: string, bad: (w: string) => EnrootError): number {
 const warned = new Set<string>()
 
 export interface BuildSquashfsOptions {
-  /** bottom-most first (manifest order) */
-  layers: readonly LayerFile[]
+  /**
+   * bottom-most first (manifest order); a promise for a layer still downloading. A rejected promise
+   * stops the conversion at once (tar2sqfs is killed) and is the error buildSquashfs rejects with.
+   */
+  layers: readonly LayerSource[]
+  /** compressed size of all layers, for progress; else the layer files are stat'ed (after they all exist) */
+  totalBytes?: number
   extraFiles: readonly ExtraFile[]
   /** a temporary path chosen by the caller; removed again on failure */
   output: string
@@ -142,7 +148,12 @@ export async function buildSquashfs (o: BuildSquashfsOptions): Promise<FlattenSt
   const env = { ...process.env }
   delete env.SOURCE_DATE_EPOCH
   if (epoch !== undefined) env.SOURCE_DATE_EPOCH = String(epoch)
+  // Before the spawn: nothing to clean up if a layer is missing.
+  const total = o.totalBytes ?? await layersSize(await Promise.all(o.layers))
   const child = spawn('tar2sqfs', args, { stdio: ['pipe', 'ignore', 'pipe'], env })
+  // A signal that ends us (scancel's SIGTERM) must not leave tar2sqfs writing a partial image after the
+  // cache's clean-up removed it (cleanups run newest first: this kill before the store's unlink).
+  const forgetChild = onInterrupt(() => { child.kill('SIGKILL') })
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => { if (stderr.length < 65536) stderr += d.toString() })
   child.stdin.on('error', () => {}) // EPIPE: the exit status below explains it
@@ -151,7 +162,11 @@ export async function buildSquashfs (o: BuildSquashfsOptions): Promise<FlattenSt
     child.on('close', (code) => resolve({ code }))
   })
 
-  const total = await layersSize(o.layers)
+  // A download that fails stops the conversion now, not when the flattener reaches that layer.
+  let inputError: unknown
+  const stop = new AbortController()
+  Promise.all(o.layers).catch((err: unknown) => { inputError ??= err; stop.abort(err); child.kill('SIGKILL') })
+
   let read = 0
   const onRead = o.onProgress === undefined
     ? undefined
@@ -160,14 +175,15 @@ export async function buildSquashfs (o: BuildSquashfsOptions): Promise<FlattenSt
   let stats: FlattenStats | undefined
   let failure: unknown
   try {
-    stats = await flattenLayers({ layers: o.layers, extraFiles: o.extraFiles, sink, tmpdir: o.tmpdir, onRead, ...(epoch !== undefined ? { fixedTime: epoch } : {}) })
+    stats = await flattenLayers({ layers: o.layers, extraFiles: o.extraFiles, sink, tmpdir: o.tmpdir, onRead, signal: stop.signal, ...(epoch !== undefined ? { fixedTime: epoch } : {}) })
     await sink.end()
   } catch (err) {
     failure = err
     child.kill('SIGKILL')
   }
   const { code, error } = await exited
-  if (failure === undefined && code === 0 && stats !== undefined) {
+  forgetChild()
+  if (failure === undefined && inputError === undefined && code === 0 && stats !== undefined) {
     if (stderr.trim() !== '') log.debug(`tar2sqfs: ${stderr.trim()}`)
     return stats
   }
@@ -181,6 +197,8 @@ export async function buildSquashfs (o: BuildSquashfsOptions): Promise<FlattenSt
   }
   // Our own errors (a hostile entry, a corrupt layer) win, unless we only saw tar2sqfs go away.
   const pipeGone = ['EPIPE', 'ERR_STREAM_DESTROYED', 'ECONNRESET'].includes((failure as NodeJS.ErrnoException)?.code ?? '')
+  if (failure !== undefined && !pipeGone && failure !== inputError) throw failure
+  if (inputError !== undefined) throw inputError
   if (failure !== undefined && !(pipeGone && code !== 0)) throw failure
   if (full) {
     throw new EnrootError('SPACE', `No space left on device: ${o.output}`, { hint: 'Free some space, or import to a file system with more room (-o).' })

@@ -63,12 +63,25 @@ function octal (b: Buffer, off: number, len: number, v: number): void {
   b.write(Math.max(0, Math.floor(v)).toString(8).padStart(len - 1, '0').slice(-(len - 1)) + '\0', off, len, 'latin1')
 }
 
+/** Small pieces are gathered up to this size before a write; larger ones go out as they are. */
+const BATCH = 512 * 1024
+
 /**
  * Writes entries to a stream with back-pressure (awaits 'drain'), counting bytes. A failed or closed
  * consumer (e.g. tar2sqfs exiting: EPIPE) rejects the pending write instead of hanging.
+ *
+ * Headers, padding and small files are gathered into one buffer and written together: a layer of
+ * 10,000 small files is otherwise 30,000+ writes of a few hundred bytes, one syscall each, which cost
+ * the importer's main thread 0.4 s per 200 MB image (measured with --cpu-prof), more than parsing the
+ * tar itself. Copying the small pieces is far cheaper than the syscalls it saves.
  */
 export class TarSink {
   bytes = 0
+  private batch: Buffer = Buffer.allocUnsafe(BATCH)
+  private fill = 0
+  /** batches the consumer has finished with (write callback called), reused instead of reallocated */
+  private readonly spare: Buffer[] = []
+
   constructor (private readonly out: Writable) {}
 
   async entry (e: TarEntry, body?: Buffer | AsyncIterable<Buffer>): Promise<void> {
@@ -87,14 +100,39 @@ export class TarSink {
 
   async end (): Promise<void> {
     await this.put(END_OF_ARCHIVE)
+    await this.flush()
     this.out.end()
   }
 
   private async put (buf: Buffer): Promise<void> {
     if (buf.length === 0) return
     this.bytes += buf.length
+    if (this.fill + buf.length <= BATCH) {
+      buf.copy(this.batch, this.fill)
+      this.fill += buf.length
+      if (this.fill === BATCH) await this.flush()
+      return
+    }
+    await this.flush()
+    if (buf.length >= BATCH / 4) { await this.write(buf); return }
+    buf.copy(this.batch, 0)
+    this.fill = buf.length
+  }
+
+  private async flush (): Promise<void> {
+    if (this.fill === 0) return
+    const used = this.batch
+    const full = used.subarray(0, this.fill)
+    // The stream keeps the buffer until its write callback (the kernel took the bytes): until then the
+    // next batch needs another one.
+    this.batch = this.spare.pop() ?? Buffer.allocUnsafe(BATCH)
+    this.fill = 0
+    await this.write(full, (err) => { if (err == null && this.spare.length < 4) this.spare.push(used) })
+  }
+
+  private async write (buf: Buffer, done?: (err?: Error | null) => void): Promise<void> {
     if (this.out.destroyed) throw Object.assign(new Error('write after the consumer closed'), { code: 'EPIPE' })
-    if (!this.out.write(buf)) {
+    if (!this.out.write(buf, done)) {
       // The abort removes the listener that lost the race (no listener pile-up over millions of writes).
       const ac = new AbortController()
       try {
