@@ -3,8 +3,8 @@
 # Generated from the command modules by scripts/gen-completion.mjs: edit the modules, not this file.
 # shellcheck shell=bash
 
-_enroot_commands='batch create digest exec export import info list remove start version'
-_enroot_schemes='docker://'
+_enroot_commands='batch create digest exec export import info list load remove start version'
+_enroot_schemes='docker:// dockerd:// podman://'
 
 # _enroot_options CMD: the options CMD accepts.
 _enroot_options() {
@@ -17,6 +17,7 @@ _enroot_options() {
         import) echo '--arch -a --output -o --help -h' ;;
         info) echo '--help -h' ;;
         list) echo '--fancy -f --help -h' ;;
+        load) echo '--arch -a --name -n --force -f --help -h' ;;
         remove) echo '--force -f --help -h' ;;
         start) echo '--conf -c --env -e --rc --root -r --rw -w --mount -m --pid --net --ipc --uts --help -h' ;;
         version) echo '--help -h' ;;
@@ -32,6 +33,8 @@ _enroot_value_kind() {
         'export --output'|'export -o') echo file ;;
         'import --arch'|'import -a') echo none ;;
         'import --output'|'import -o') echo file ;;
+        'load --arch'|'load -a') echo none ;;
+        'load --name'|'load -n') echo none ;;
         'start --conf'|'start -c') echo file ;;
         'start --env'|'start -e') echo env ;;
         'start --rc') echo file ;;
@@ -49,6 +52,7 @@ _enroot_positional_kind() {
         exec) case $2 in 0) echo 'pids' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;
         export) case $2 in 0) echo 'names' ;; esac ;;
         import) case $2 in 0) echo 'uris' ;; esac ;;
+        load) case $2 in 0) echo 'uris' ;; esac ;;
         remove) case $2 in *) echo 'names' ;; esac ;;
         start) case $2 in 0) echo 'names images' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;
     esac

@@ -9,6 +9,7 @@ PACKAGES=(
   skopeo docker-registry apache2-utils openssl busybox-static zstd pigz  # test registry and images
   slurm-wlm slurmctld slurmd munge libslurm-dev slurm-wlm-plugins-dev    # Slurm cluster and the shim's headers
   libpmix2 libpmix-dev openmpi-bin libopenmpi-dev                       # srun --mpi=pmix (mpi_pmix_v4 dlopens libpmix.so) and the MPI test image
+  podman runc slirp4netns                                               # podman:// import tests (rootless, runc: crun refuses hybrid cgroups)
   uidmap util-linux procps psmisc iproute2 gcc make g++ python3 tar
 )
 

@@ -7,14 +7,16 @@ import { log } from '../util/log.js'
 
 export const usage = `Usage: enroot import [options] [--] URI
 
-Import a container image from a registry.
+Import a container image from a specific location.
 
  Options:
    -a, --arch   Architecture of the image (defaults to host architecture)
    -o, --output Name of the output image file (defaults to "URI.sqsh")
 
  Schemes:
-   docker://[USER@][REGISTRY#]IMAGE[:TAG|@DIGEST]
+   docker://[USER@][REGISTRY#]IMAGE[:TAG|@DIGEST]  Import a Docker image from a registry
+   dockerd://IMAGE[:TAG]                          Import a Docker image from the Docker daemon
+   podman://IMAGE[:TAG]                           Import a Docker image from a local podman repository
 `
 
 export const command: Command = {

@@ -79,8 +79,6 @@ export class TarSink {
   bytes = 0
   private batch: Buffer = Buffer.allocUnsafe(BATCH)
   private fill = 0
-  /** batches the consumer has finished with (write callback called), reused instead of reallocated */
-  private readonly spare: Buffer[] = []
 
   constructor (private readonly out: Writable) {}
 
@@ -121,18 +119,17 @@ export class TarSink {
 
   private async flush (): Promise<void> {
     if (this.fill === 0) return
-    const used = this.batch
-    const full = used.subarray(0, this.fill)
-    // The stream keeps the buffer until its write callback (the kernel took the bytes): until then the
-    // next batch needs another one.
-    this.batch = this.spare.pop() ?? Buffer.allocUnsafe(BATCH)
+    const full = this.batch.subarray(0, this.fill)
+    // Never reused: a consumer in this process (a PassThrough, `enroot load`'s extractor) may keep a
+    // chunk after the stream's write callback, so reusing a finished batch corrupted loaded files.
+    this.batch = Buffer.allocUnsafe(BATCH)
     this.fill = 0
-    await this.write(full, (err) => { if (err == null && this.spare.length < 4) this.spare.push(used) })
+    await this.write(full)
   }
 
-  private async write (buf: Buffer, done?: (err?: Error | null) => void): Promise<void> {
+  private async write (buf: Buffer): Promise<void> {
     if (this.out.destroyed) throw Object.assign(new Error('write after the consumer closed'), { code: 'EPIPE' })
-    if (!this.out.write(buf, done)) {
+    if (!this.out.write(buf)) {
       // The abort removes the listener that lost the race (no listener pile-up over millions of writes).
       const ac = new AbortController()
       try {

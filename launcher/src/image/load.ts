@@ -1,0 +1,177 @@
+// `enroot load docker://…` (spec §2.5): a registry image straight to a container rootfs in
+// $ENROOT_DATA_PATH, with no squashfs in between.
+//
+// enroot mounts an overlay of the extracted layers in a user namespace and copies it out with tar, which
+// needs unprivileged overlayfs (ENROOT_NATIVE_OVERLAYFS). We need neither: the blobs come through the
+// same cache as `import`, the flattener merges them into one tar stream (whiteouts applied, hostile
+// entries refused), and extract.ts writes that stream as the invoking user, confined to the rootfs.
+// The existing rootfs (with --force) is removed only once the image has resolved, so a mistyped URI does
+// not destroy it; a failed or interrupted load removes what it made.
+import { promises as fsp, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import type { Config } from '../config/load.js'
+import { EnrootError, fileExists, invalidArgument, fromSystemError } from '../util/errors.js'
+import { log } from '../util/log.js'
+import { openCache, type CacheStore } from '../cache/store.js'
+import { describeOwner, newNonce } from '../cache/lock.js'
+import { onInterrupt } from '../cache/interrupt.js'
+import { containerPath, dataPath, removeTree } from '../runtime/rootfs-store.js'
+import { parseImageUri, defaultImportName, canonicalUri } from './uri.js'
+import { readCredentialsText } from './credentials.js'
+import { hostArch, parseArch, formatPlatform } from './platform.js'
+import { RegistryClient } from './registry.js'
+import { imageFiles } from './image-files.js'
+import { flattenLayers } from './flatten.js'
+import { TarSink } from './tar-writer.js'
+import { extractTar, type ExtractStats } from './extract.js'
+import type { ImageConfig, LayerFile, ProgressEvent, ResolvedImage } from './types.js'
+
+export interface LoadRequest {
+  uri: string
+  /** --arch; the host's by default */
+  arch?: string
+  /** --name; the import file name without .sqsh by default */
+  name?: string
+  /** --force or ENROOT_FORCE_OVERRIDE: replace an existing rootfs */
+  force: boolean
+  onProgress?: (e: ProgressEvent) => void
+}
+
+export async function loadImage (cfg: Config, req: LoadRequest): Promise<{ rootfs: string, stats: ExtractStats }> {
+  // enroot's load takes docker:// only (runtime::load).
+  if (!req.uri.startsWith('docker://')) throw invalidArgument(req.uri)
+  const ref = parseImageUri(req.uri, { credentialsText: readCredentialsText(cfg.get('ENROOT_CONFIG_PATH') ?? '') })
+  const rootfs = containerPath(cfg, req.name ?? defaultImportName(ref).replace(/\.sqsh$/, ''))
+  const exists = async (): Promise<boolean> => await fsp.lstat(rootfs).then(() => true, () => false)
+  if (!req.force && await exists()) throw fileExists(rootfs)
+  const arch = req.arch ?? hostArch()
+  const platform = parseArch(arch)
+  const progress = req.onProgress ?? (() => {})
+
+  const scratch = join(cfg.get('ENROOT_TEMP_PATH') ?? '/tmp', `enroot.${newNonce()}`)
+  const store = await openCache({
+    root: cfg.get('ENROOT_CACHE_PATH') ?? '',
+    lockTimeoutS: cfg.int('ENROOT_LOCK_TIMEOUT'),
+    lockStaleS: cfg.int('ENROOT_LOCK_STALE'),
+    scratch,
+    onWait: (what, owner) => { log.info(`Waiting for ${describeOwner(owner)}, which is producing ${what}`) }
+  })
+  let made = false
+  const forget = onInterrupt(() => {
+    rmSync(scratch, { recursive: true, force: true })
+    if (made) removeTree(rootfs)
+  })
+  const client = RegistryClient.fromConfig(ref, cfg)
+  const stop = new AbortController()
+  let downloads: Promise<unknown> = Promise.resolve()
+  try {
+    progress({ kind: 'phase', phase: 'resolve' })
+    log.info(`Fetching image manifest for ${formatPlatform({ os: 'linux', ...platform })}`)
+    const resolved = await client.resolve(arch)
+    const config = await fetchConfig(store, client, resolved)
+    if (config.architecture !== undefined && config.architecture !== platform.architecture) {
+      log.warn(`Image architecture doesn't match the requested one: ${config.architecture} != ${platform.architecture}`)
+    }
+    const layers = downloadLayers(cfg, store, client, resolved, progress)
+    downloads = Promise.allSettled(layers)
+    // A failed download stops the extraction now, not when the flattener reaches that layer.
+    Promise.all(layers).catch((err: unknown) => { stop.abort(err) })
+
+    if (await exists()) {
+      log.info(`Removing existing root filesystem ${rootfs}`)
+      removeTree(rootfs)
+    }
+    await fsp.mkdir(dataPath(cfg), { recursive: true, mode: 0o700 })
+    await fsp.mkdir(rootfs, { mode: 0o755 }).catch((err: unknown) => { throw fromSystemError(err, rootfs) })
+    made = true
+    await fsp.mkdir(scratch, { recursive: true, mode: 0o700 })
+    progress({ kind: 'phase', phase: 'convert' })
+    log.info('Extracting image layers...')
+    const stats = await flattenInto(rootfs, layers, imageFiles(config, canonicalUri(ref)), scratch, stop.signal)
+    made = false
+    return { rootfs, stats }
+  } catch (err) {
+    stop.abort(err)
+    // A half-made rootfs would later start as if it were complete.
+    if (made) removeTree(rootfs)
+    made = false
+    throw err
+  } finally {
+    // Never close the client under a running download; they finish into the cache for the next try.
+    await downloads
+    await client.close().catch(() => {})
+    rmSync(scratch, { recursive: true, force: true })
+    forget()
+  }
+}
+
+/**
+ * flattener → tar stream → extractor, running together. The first failure wins and stops the other side:
+ * destroying the pipe makes the flattener's next write fail (EPIPE) and the extractor's read end.
+ */
+async function flattenInto (rootfs: string, layers: Array<Promise<LayerFile>>, extraFiles: ReturnType<typeof imageFiles>,
+  tmpdir: string, signal: AbortSignal): Promise<ExtractStats> {
+  const pipe = new PassThrough({ highWaterMark: 1 << 20 })
+  let first: unknown
+  const fail = (err: unknown): never => {
+    first ??= err
+    pipe.destroy(err instanceof Error ? err : new Error(String(err)))
+    throw err
+  }
+  const sink = new TarSink(pipe)
+  const producing = flattenLayers({ layers, extraFiles, sink, tmpdir, signal }).then(async () => { await sink.end() }).catch(fail)
+  const consuming = extractTar(pipe, rootfs).catch(fail)
+  const [p, c] = await Promise.allSettled([producing, consuming])
+  if (first !== undefined) throw first
+  if (p.status === 'rejected') throw p.reason
+  if (c.status === 'rejected') throw c.reason
+  return c.value
+}
+
+/** The config blob through the cache, as import does. */
+async function fetchConfig (store: CacheStore, client: RegistryClient, resolved: ResolvedImage): Promise<ImageConfig> {
+  const d = resolved.config
+  const blob = await store.ensureBlob(d.digest, d.size, async (tmp) => { await client.downloadBlob(d, tmp) })
+  try {
+    return JSON.parse(await fsp.readFile(blob.path, 'utf8')) as ImageConfig
+  } catch {
+    throw new EnrootError('IMAGE', `Could not parse image configuration ${d.digest}`)
+  }
+}
+
+/**
+ * Every layer through the cache, at most ENROOT_MAX_CONNECTIONS at a time (0: no limit), top-most first
+ * (the flattener reads it first). Returns one promise per layer, in manifest order; each is handled here
+ * so that one the flattener never awaits (it failed first) is not an unhandled rejection.
+ */
+function downloadLayers (cfg: Config, store: CacheStore, client: RegistryClient, resolved: ResolvedImage,
+  progress: (e: ProgressEvent) => void): Array<Promise<LayerFile>> {
+  progress({ kind: 'phase', phase: 'download' })
+  const descs = resolved.layers
+  const limit = cfg.int('ENROOT_MAX_CONNECTIONS') || descs.length
+  let slots = Math.max(1, limit)
+  const queue: Array<() => void> = []
+  const acquire = async (): Promise<void> => {
+    if (slots > 0) { slots--; return }
+    await new Promise<void>((resolve) => queue.push(resolve))
+  }
+  const release = (): void => { const next = queue.shift(); if (next !== undefined) next(); else slots++ }
+  const one = async (i: number): Promise<LayerFile> => {
+    const d = descs[i] as (typeof descs)[number]
+    await acquire()
+    try {
+      progress({ kind: 'layer-start', digest: d.digest, size: d.size })
+      const r = await store.ensureBlob(d.digest, d.size, async (tmp) => {
+        await client.downloadBlob(d, tmp, (n) => { progress({ kind: 'layer-bytes', digest: d.digest, bytes: n }) })
+      })
+      progress({ kind: 'layer-done', digest: d.digest, cached: !r.fetched })
+      return { path: r.path, mediaType: d.mediaType, digest: d.digest }
+    } finally { release() }
+  }
+  // Started top-most first, so the top-most layers take the first slots.
+  const started: Array<Promise<LayerFile>> = new Array(descs.length)
+  for (let i = descs.length - 1; i >= 0; i--) started[i] = one(i)
+  for (const p of started) p.catch(() => {})
+  return started
+}
