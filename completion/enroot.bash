@@ -4,7 +4,15 @@
 # shellcheck shell=bash
 
 _enroot_commands='batch create digest exec export import info list load remove start version'
-_enroot_schemes='docker:// dockerd:// podman://'
+
+# _enroot_uri_schemes CMD: the URI schemes CMD accepts.
+_enroot_uri_schemes() {
+    case $1 in
+        digest) echo 'docker://' ;;
+        import) echo 'docker:// dockerd:// podman://' ;;
+        load) echo 'docker://' ;;
+    esac
+}
 
 # _enroot_options CMD: the options CMD accepts.
 _enroot_options() {
@@ -48,11 +56,11 @@ _enroot_positional_kind() {
     case $1 in
         batch) case $2 in 0) echo 'file' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;
         create) case $2 in 0) echo 'images' ;; esac ;;
-        digest) case $2 in 0) echo 'uris' ;; esac ;;
+        digest) case $2 in 0) echo 'uris:digest' ;; esac ;;
         exec) case $2 in 0) echo 'pids' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;
         export) case $2 in 0) echo 'names' ;; esac ;;
-        import) case $2 in 0) echo 'uris' ;; esac ;;
-        load) case $2 in 0) echo 'uris' ;; esac ;;
+        import) case $2 in 0) echo 'uris:import' ;; esac ;;
+        load) case $2 in 0) echo 'uris:load' ;; esac ;;
         remove) case $2 in *) echo 'names' ;; esac ;;
         start) case $2 in 0) echo 'names images' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;
     esac
@@ -79,9 +87,9 @@ _enroot_reply() {
                 for f in "${found[@]}"; do
                     [[ -d $f || $f == *.sqsh || $f == *.sqfs || $f == *.squashfs || $f == *.sfs ]] && COMPREPLY+=("$f")
                 done ;;
-            uris)
+            uris:*)
                 compopt -o nospace 2> /dev/null
-                mapfile -t found < <(compgen -W "$_enroot_schemes" -- "$cur")
+                mapfile -t found < <(compgen -W "$(_enroot_uri_schemes "${kind#uris:}")" -- "$cur")
                 COMPREPLY+=("${found[@]}") ;;
             env)
                 mapfile -t found < <(compgen -e -- "$cur")

@@ -25,7 +25,7 @@ const q = (s) => `'${s}'`
 let optionCases = ''
 let valueCases = ''
 let positionalCases = ''
-const schemes = new Set()
+let schemeCases = ''
 for (const name of commands) {
   const { command } = await import(join(root, 'dist', 'commands', `${name}.js`))
   const opts = []
@@ -48,13 +48,15 @@ for (const name of commands) {
     const bare = w.replace(/^\[|\]$/g, '').replace(/\.\.\.$/, '')
     const kind = POSITIONAL_KINDS[bare]
     if (kind === undefined) throw new Error(`${name}: add the placeholder ${bare} to POSITIONAL_KINDS in scripts/gen-completion.mjs`)
-    return { kind, repeat: w.includes('...') }
+    // URIs complete to the schemes this command's usage lists (digest takes docker:// only)
+    return { kind: kind === 'uris' ? `uris:${name}` : kind, repeat: w.includes('...') }
   })
   if (kinds.length > 0) {
     const arms = kinds.map((k, i) => k.repeat ? `*) echo ${q(k.kind)} ;;` : `${i}) echo ${q(k.kind)} ;;`)
     positionalCases += `        ${name}) case $2 in ${arms.join(' ')} esac ;;\n`
   }
-  for (const m of command.usage.matchAll(/^ +([a-z]+:\/\/)/gm)) schemes.add(m[1])
+  const schemes = [...command.usage.matchAll(/^ +([a-z]+:\/\/)/gm)].map((m) => m[1]).sort()
+  if (schemes.length > 0) schemeCases += `        ${name}) echo ${q(schemes.join(' '))} ;;\n`
 }
 
 const out = `# bash completion for enroot (enroot-ts): commands, every option of each command, container names from
@@ -63,7 +65,12 @@ const out = `# bash completion for enroot (enroot-ts): commands, every option of
 # shellcheck shell=bash
 
 _enroot_commands=${q(commands.join(' '))}
-_enroot_schemes=${q([...schemes].sort().join(' '))}
+
+# _enroot_uri_schemes CMD: the URI schemes CMD accepts.
+_enroot_uri_schemes() {
+    case $1 in
+${schemeCases}    esac
+}
 
 # _enroot_options CMD: the options CMD accepts.
 _enroot_options() {
@@ -105,9 +112,9 @@ _enroot_reply() {
                 for f in "\${found[@]}"; do
                     [[ -d $f || $f == *.sqsh || $f == *.sqfs || $f == *.squashfs || $f == *.sfs ]] && COMPREPLY+=("$f")
                 done ;;
-            uris)
+            uris:*)
                 compopt -o nospace 2> /dev/null
-                mapfile -t found < <(compgen -W "$_enroot_schemes" -- "$cur")
+                mapfile -t found < <(compgen -W "$(_enroot_uri_schemes "\${kind#uris:}")" -- "$cur")
                 COMPREPLY+=("\${found[@]}") ;;
             env)
                 mapfile -t found < <(compgen -e -- "$cur")

@@ -68,7 +68,7 @@ t.test('completes commands, each command\'s options, names, images and option va
     [['enroot', 'start', '-c', 'job'], ['job.batch']],
     [['enroot', 'import', '-a', ''], []],
     [['enroot', 'batch', 'j'], ['job.batch']],
-    [['enroot', 'import', ''], ['docker://']],
+    [['enroot', 'import', ''], ['docker://', 'dockerd://', 'podman://']],
     [['enroot', 'digest', 'do'], ['docker://']],
     [['enroot', 'nosuchcommand', ''], []]
   ]
