@@ -39,7 +39,11 @@ done
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
-npm run --silent build
+# A second run skips the TypeScript build when nothing changed since the last one.
+if [ ! -f dist/cli.js ] || [ -n "$(find launcher/src scripts/gen-conf.mjs -newer dist/cli.js -print -quit)" ]; then
+  npm run --silent build
+  touch dist/cli.js
+fi
 if [ -f native/binding.gyp ]; then
   [ -f native/build/Release/enroot_native.node ] && [ -z "$(find native/src native/binding.gyp -newer native/build/Release/enroot_native.node)" ] || npm run --silent build:native >/dev/null
 fi
