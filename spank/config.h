@@ -17,6 +17,8 @@ struct shim_config {
 	bool use_squashfuse;
 	char launcher[PATH_MAX]; /* ours: the per-node launcher (the enroot CLI) */
 	char cache[PATH_MAX];    /* ours: "per-user" or "shared:<dir>" */
+	char cache_user[64];     /* ours: the account that writes the shared cache ("" = none) */
+	bool allow_http;         /* ours: ENROOT_ALLOW_HTTP=y for the launcher (the job's value is denied) */
 };
 
 /* 1 / 0 for pyxis's boolean spellings, -1 for anything else. */

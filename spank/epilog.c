@@ -17,7 +17,8 @@ int shim_epilog(spank_t sp, int ac, char **av)
 	static char *empty_env[] = { NULL };
 	struct shim_step st = { .pid = -1, .pidfd = -1 };
 	struct shim_argv argv = { 0 };
-	int status, log_fd = -1, rv = -1;
+	struct shim_run run = { 0 };
+	int status, rv = -1;
 
 	if (shim_config_parse(&st.config, ac, av) < 0) {
 		shim_error("epilog: failed to parse configuration");
@@ -36,15 +37,15 @@ int shim_epilog(spank_t sp, int ac, char **av)
 	shim_argv_push(&argv, "slurm-epilog");
 	shim_argv_push(&argv, "--job-id=%u", st.jobid);
 	shim_argv_push(&argv, "--scope=job");
-	status = shim_launcher_run(&st, &argv, NULL, 0, &log_fd);
+	status = shim_launcher_run(&st, &argv, &run);
 	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rv = 0;
 	else {
 		shim_error("epilog: couldn't cleanup containers for job %u", st.jobid);
-		shim_launcher_log_print(log_fd);
+		shim_launcher_log_print(run.log_fd);
 	}
-	if (log_fd >= 0)
-		close(log_fd);
+	if (run.log_fd >= 0)
+		close(run.log_fd);
 	shim_argv_free(&argv);
 	return (rv);
 }

@@ -3,18 +3,23 @@
  * child regain root only to drop it for good (setgroups, setresgid, setresuid), oom_score_adj 0
  * (slurmstepd often runs at -1000 and children inherit it), stdin /dev/null, stdout+stderr into a memfd
  * that is replayed only on failure, the status pipe on fd 3, every other fd closed, and an environment
- * built from the job's minus a deny list. The child makes no allocation after fork: argv and envp are
- * built before.
+ * built from the job's minus a deny list. The shared cache's import runs the same way as the dedicated
+ * cache account, with an environment built from nothing. The child makes no allocation after fork: argv
+ * and envp are built before.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -98,12 +103,46 @@ static void env_build(const struct shim_step *st, struct shim_argv *e)
 		shim_argv_push(e, "ENROOT_UNSHARE_IPC=y");
 	if (a->unshare_uts)
 		shim_argv_push(e, "ENROOT_UNSHARE_UTS=y");
+	/* An admin's choice (plugstack allow_http=1): the job's own ENROOT_ALLOW_HTTP is on the deny list. */
+	if (st->config.allow_http)
+		shim_argv_push(e, "ENROOT_ALLOW_HTTP=y");
 	shim_argv_push(e, "PYXIS_RUNTIME_PATH=%s", st->config.runtime_path);
 	shim_argv_push(e, "PYXIS_VERSION=%s", SHIM_VERSION);
 }
 
+/*
+ * The cache account's environment: nothing from the job (its variables, credentials and enroot settings
+ * must not steer what lands in a cache other users read), only where it works and what the admin allows.
+ */
+static void env_build_cache(const struct shim_step *st, const struct passwd *pw, const char *tmp, struct shim_argv *e)
+{
+	const char *path = getenv("PATH");
+
+	shim_argv_push(e, "PATH=%s", path != NULL ? path : "/usr/local/bin:/usr/bin:/bin");
+	shim_argv_push(e, "HOME=%s", pw->pw_dir);
+	shim_argv_push(e, "USER=%s", pw->pw_name);
+	shim_argv_push(e, "LANG=C.UTF-8");
+	shim_argv_push(e, "ENROOT_TEMP_PATH=%s", tmp);
+	shim_argv_push(e, "XDG_RUNTIME_DIR=%s", tmp);
+	if (st->config.allow_http)
+		shim_argv_push(e, "ENROOT_ALLOW_HTTP=y");
+	shim_argv_push(e, "SLURM_JOB_ID=%u", st->jobid);
+	shim_argv_push(e, "SLURM_STEP_ID=%u", st->stepid);
+	shim_argv_push(e, "PYXIS_RUNTIME_PATH=%s", st->config.runtime_path);
+	shim_argv_push(e, "PYXIS_VERSION=%s", SHIM_VERSION);
+}
+
+/* Who the child becomes: the job user with the job's groups, or the cache account with its own group only. */
+struct ident {
+	uid_t uid;
+	gid_t gid;
+	const gid_t *gids;
+	size_t ngids;
+	const char *mkdir; /* the cache account's scratch, made (0700, its own) before dropping root */
+};
+
 /* In the child: never returns. Only async-signal-safe calls from here on. */
-static void child_exec(const struct shim_step *st, char *const *argv, char *const *envp, int status_w, int log_fd,
+static void child_exec(const struct ident *id, char *const *argv, char *const *envp, int status_w, int log_fd,
 		       const char *exec_err)
 {
 	static const char oom[] = "0";
@@ -118,8 +157,14 @@ static void child_exec(const struct shim_step *st, char *const *argv, char *cons
 		(void)!write(fd, oom, 1);
 		close(fd);
 	}
-	if (setgroups((size_t)st->ngids, st->gids) < 0 || setresgid(st->gid, st->gid, st->gid) < 0 ||
-	    setresuid(st->uid, st->uid, st->uid) < 0)
+	if (id->mkdir != NULL) {
+		if (mkdir(id->mkdir, 0700) < 0 && errno != EEXIST)
+			_exit(126);
+		if (chown(id->mkdir, id->uid, id->gid) < 0)
+			_exit(126);
+	}
+	if (setgroups(id->ngids, id->gids) < 0 || setresgid(id->gid, id->gid, id->gid) < 0 ||
+	    setresuid(id->uid, id->uid, id->uid) < 0)
 		_exit(126);
 	if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
 		_exit(126);
@@ -136,6 +181,31 @@ static void child_exec(const struct shim_step *st, char *const *argv, char *cons
 	_exit(127);
 }
 
+/*
+ * pyxis (commit 26fa047): scancel during an import sends slurmstepd SIGTERM while it waits in user_init;
+ * forward it, so the launcher releases its cache locks and partial files and the step ends promptly.
+ */
+static volatile sig_atomic_t got_sigterm;
+
+/* How often a waiting shim asks slurmctld about the job, and how long a SIGTERMed launcher gets. */
+#define CANCEL_POLL_MS 2000
+#define CANCEL_KILL_S 10
+
+static void on_sigterm(int sig)
+{
+	(void)sig;
+	got_sigterm = 1;
+}
+
+static void forward_sigterm(pid_t pid)
+{
+	if (!got_sigterm)
+		return;
+	got_sigterm = 0;
+	shim_info("received SIGTERM, forwarding to child %d", (int)pid);
+	(void)kill(pid, SIGTERM);
+}
+
 static int wait_child(pid_t pid)
 {
 	int status;
@@ -145,61 +215,136 @@ static int wait_child(pid_t pid)
 			return (status);
 		if (errno != EINTR)
 			return (-1);
+		forward_sigterm(pid);
 	}
 }
 
-int shim_launcher_run(const struct shim_step *st, struct shim_argv *argv, char *line, size_t linesz, int *log_fd)
+/* "READY <pid>" without " keep": the launcher stays alive as the container's supervisor. */
+static bool ready_detached(const char *line)
+{
+	size_t n = strlen(line);
+
+	return (strncmp(line, "READY ", 6) == 0 && !(n >= 5 && strcmp(line + n - 5, " keep") == 0));
+}
+
+int shim_launcher_run(const struct shim_step *st, struct shim_argv *argv, struct shim_run *run)
 {
 	struct shim_argv env = { 0 };
+	struct sigaction sa = { .sa_handler = on_sigterm }, old_sa;
+	struct ident id = { .uid = st->uid, .gid = st->gid, .gids = st->gids, .ngids = (size_t)st->ngids };
+	struct passwd pwbuf, *pw = NULL;
+	char pwtext[4096], tmp[PATH_MAX];
 	char *exec_err = NULL;
 	int pipefd[2] = { -1, -1 };
 	size_t len = 0;
 	pid_t pid;
 	int rv = -1;
+	bool sa_set = false;
 
-	*log_fd = -1;
+	run->log_fd = -1;
+	run->pid = 0;
 	free(argv->v[0]);
 	if ((argv->v[0] = strdup(st->config.launcher)) == NULL)
 		argv->oom = true;
-	env_build(st, &env);
+	if (run->cache_user) {
+		if (getpwnam_r(st->config.cache_user, &pwbuf, pwtext, sizeof(pwtext), &pw) != 0 || pw == NULL) {
+			shim_error("cache_user: couldn't find account %s", st->config.cache_user);
+			goto out;
+		}
+		if (snprintf(tmp, sizeof(tmp), "%s/%u", st->config.runtime_path, (unsigned)pw->pw_uid) >= (int)sizeof(tmp)) {
+			shim_error("runtime_path: path too long: %s", st->config.runtime_path);
+			goto out;
+		}
+		id = (struct ident){ .uid = pw->pw_uid, .gid = pw->pw_gid, .gids = NULL, .ngids = 0, .mkdir = tmp };
+		env_build_cache(st, pw, tmp, &env);
+	} else {
+		env_build(st, &env);
+	}
 	if (asprintf(&exec_err, "ERROR couldn't execute the launcher %s\n", st->config.launcher) < 0)
 		exec_err = NULL;
 	if (argv->oom || env.oom) {
 		shim_error("could not allocate memory");
-		goto fail;
+		goto out;
 	}
-	if ((*log_fd = memfd_create("enroot-log", MFD_CLOEXEC)) < 0) {
+	if ((run->log_fd = memfd_create("enroot-log", MFD_CLOEXEC)) < 0) {
 		shim_error("couldn't create log memfd: %m");
-		goto fail;
+		goto out;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		shim_error("couldn't create pipe: %m");
-		goto fail;
+		goto out;
 	}
+	got_sigterm = 0;
+	/* No SA_RESTART: a SIGTERM must interrupt the read and the wait below. */
+	sa_set = sigaction(SIGTERM, &sa, &old_sa) == 0;
 	if ((pid = fork()) < 0) {
 		shim_error("couldn't fork: %m");
-		goto fail;
+		goto out;
 	}
-	if (pid == 0)
-		child_exec(st, argv->v, env.v, pipefd[1], *log_fd, exec_err);
+	if (pid == 0) {
+		if (sa_set)
+			(void)sigaction(SIGTERM, &old_sa, NULL);
+		child_exec(&id, argv->v, env.v, pipefd[1], run->log_fd, exec_err);
+	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
 
-	/* One status line; the launcher exits after it (its container init does not hold the pipe). */
-	if (line != NULL) {
-		while (len + 1 < linesz) {
-			ssize_t r = read(pipefd[0], line + len, 1);
+	/*
+	 * One status line; the launcher closes fd 3 after it (the container never holds it). Without a line to
+	 * read, until EOF: the launcher's exit. Meanwhile, every few seconds, ask whether the job is being
+	 * cancelled: Slurm does not signal a step that is still in user_init (it retries until the tasks
+	 * start), so scancel during an import would otherwise wait for the import to finish.
+	 */
+	{
+		char scratch;
+		char *buf = run->line != NULL ? run->line : &scratch;
+		size_t cap = run->line != NULL ? run->linesz : 2;
+		time_t term_at = 0;
 
-			if (r < 0 && errno == EINTR)
+		for (;;) {
+			struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+			int n = poll(&p, 1, CANCEL_POLL_MS);
+			ssize_t r;
+
+			if (n < 0 && errno == EINTR) {
+				forward_sigterm(pid);
 				continue;
-			if (r <= 0 || line[len] == '\n')
+			}
+			if (n == 0) {
+				if (term_at == 0 && run->cancelled != NULL && run->cancelled(st)) {
+					shim_info("job cancelled, sending SIGTERM to the launcher %d", (int)pid);
+					(void)kill(pid, SIGTERM);
+					term_at = time(NULL);
+				} else if (term_at != 0 && time(NULL) - term_at >= CANCEL_KILL_S) {
+					(void)kill(pid, SIGKILL);
+				}
+				continue;
+			}
+			if (len + 1 >= cap)
 				break;
-			len++;
+			r = read(pipefd[0], buf + len, 1);
+			if (r < 0 && errno == EINTR) {
+				forward_sigterm(pid);
+				continue;
+			}
+			if (r <= 0 || (run->line != NULL && buf[len] == '\n'))
+				break;
+			if (run->line != NULL)
+				len++;
 		}
-		line[len] = '\0';
+		if (run->line != NULL) {
+			run->line[len] = '\0';
+			if (run->detach && ready_detached(run->line)) {
+				run->pid = pid;
+				rv = 0;
+				goto out;
+			}
+		}
 	}
 	rv = wait_child(pid);
-fail:
+out:
+	if (sa_set)
+		(void)sigaction(SIGTERM, &old_sa, NULL);
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)

@@ -1,13 +1,16 @@
 /*
  * The remote context (slurmstepd), the protocol of doc/slurm.md:
  *   init / init_post_opt (root): configuration, options, PYXIS_* from the job env, runtime directory;
- *   user_init (once per step per node, euid = user): run `launcher slurm-launch ...` as the user; it
- *     imports, starts the container once and answers "READY <pid>" or "ERROR <message>" on fd 3. A
- *     failure is stored and reported by task_init (Slurm drops user_init's return code, bug 7573);
+ *   user_init (once per step per node, euid = user): with a shared cache, `launcher slurm-import` as the
+ *     cache account; then `launcher slurm-launch ...` as the user: it imports, starts the container once,
+ *     answers "READY <pid>" or "ERROR <message>" on fd 3 and stays as the container's supervisor. While
+ *     waiting, a cancelled job (scancel) gets the launcher a SIGTERM. A failure is stored and reported by
+ *     task_init (Slurm drops user_init's return code, bug 7573);
  *   task_init (each task, as the user): join that pid's namespaces (join.c);
- *   exit (root, after every task): kill the container init, then `launcher slurm-teardown ...` for
- *     --container-save and the removal of unnamed containers.
+ *   task_exit (root, after the last local task): kill the container init, wait for the launcher, then
+ *     `launcher slurm-teardown ...` for --container-save and the removal of unnamed containers.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -15,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <slurm/slurm.h>
 
 #include "args.h"
 #include "config.h"
@@ -30,7 +36,7 @@
 #define SLURM_BATCH_SCRIPT 0xfffffffb
 #endif
 
-struct shim_step shim_step = { .pid = -1, .pidfd = -1 };
+struct shim_step shim_step = { .pid = -1, .pidfd = -1, .launcher_pidfd = -1 };
 
 static void text_append(char **text, const char *fmt, va_list ap)
 {
@@ -211,7 +217,7 @@ static void step_argv(struct shim_argv *a, const char *verb)
 	shim_argv_push(a, "--status-fd=3");
 	shim_argv_push(a, "--runtime-path=%s", c->runtime_path);
 	shim_argv_push(a, "--scope=%s", c->container_scope == SHIM_SCOPE_JOB ? "job" : "global");
-	shim_argv_push(a, "--cache=%s", c->cache);
+	shim_argv_push(a, "--cache=%s", shim_step.cache != NULL ? shim_step.cache : c->cache);
 	if (pwd != NULL)
 		shim_argv_push(a, "--cwd=%s", pwd);
 	if (o->image != NULL)
@@ -254,19 +260,93 @@ static void step_argv(struct shim_argv *a, const char *verb)
 		shim_argv_push(a, "--use-squashfuse");
 }
 
+/*
+ * Is the job being cancelled (scancel, time limit, node failure)? Asked of slurmctld through libslurm's
+ * slurm_load_job, which slurmstepd itself links (looked up at run time, so that the plugin still loads in
+ * srun and sbatch, and a missing symbol only disables the check). One RPC per node every few seconds,
+ * only while a launcher is still preparing the container.
+ */
+static bool step_job_cancelled(const struct shim_step *st)
+{
+	typedef int (*load_job_fn)(job_info_msg_t **, uint32_t, uint16_t);
+	typedef void (*free_fn)(job_info_msg_t *);
+	static load_job_fn load_job;
+	static free_fn free_msg;
+	job_info_msg_t *msg = NULL;
+	bool ending = false;
+
+	if (load_job == NULL) {
+		load_job = (load_job_fn)dlsym(RTLD_DEFAULT, "slurm_load_job");
+		free_msg = (free_fn)dlsym(RTLD_DEFAULT, "slurm_free_job_info_msg");
+		if (load_job == NULL || free_msg == NULL)
+			return (false);
+	}
+	if (load_job(&msg, st->jobid, SHOW_ALL) != 0 || msg == NULL)
+		return (false);
+	if (msg->record_count > 0) {
+		uint32_t state = msg->job_array[0].job_state;
+
+		ending = (state & JOB_STATE_BASE) > JOB_SUSPENDED || (state & JOB_COMPLETING) != 0;
+	}
+	free_msg(msg);
+	return (ending);
+}
+
+/*
+ * Pull once per cluster: with cache=shared:<dir> and cache_user=<account>, the import runs first as that
+ * account (never root, never the job user), alone allowed to write the shared cache; the job user's
+ * launcher then finds the image there and reads it. Only registry images: a file on the node is the user's.
+ * Any failure (typically a private image the account may not read) falls back to the per-user cache, so
+ * that the user's own launcher tries with the user's credentials and reports its own error.
+ */
+static void step_shared_import(void)
+{
+	struct shim_argv argv = { 0 };
+	struct shim_run run = { 0 };
+	int status;
+
+	if (strncmp(shim_step.config.cache, "shared:", 7) != 0 || shim_step.config.cache_user[0] == '\0' ||
+	    shim_args.image == NULL || shim_args.image[0] == '.' || shim_args.image[0] == '/')
+		return;
+	shim_argv_push(&argv, "enroot");
+	shim_argv_push(&argv, "slurm-import");
+	shim_argv_push(&argv, "--job-id=%u", shim_step.jobid);
+	shim_argv_push(&argv, "--step-id=%u", shim_step.stepid);
+	shim_argv_push(&argv, "--runtime-path=%s", shim_step.config.runtime_path);
+	shim_argv_push(&argv, "--cache=%s", shim_step.config.cache);
+	shim_argv_push(&argv, "--image=%s", shim_args.image);
+	run.cache_user = true;
+	run.cancelled = step_job_cancelled;
+	status = shim_launcher_run(&shim_step, &argv, &run);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		slurm_info(SHIM_PREFIX ": shared cache import failed (status %d), using the per-user cache", status);
+		shim_step.cache = "per-user";
+	}
+	if (run.log_fd >= 0)
+		close(run.log_fd);
+	shim_argv_free(&argv);
+}
+
 static int step_launch(void)
 {
 	struct shim_argv argv = { 0 };
 	char line[4096];
-	int status, log_fd = -1, rv = -1;
+	struct shim_run run = { .line = line, .linesz = sizeof(line), .detach = true, .cancelled = step_job_cancelled };
+	int status, rv = -1;
 	long pid;
 	char *end;
 
+	step_shared_import();
 	step_argv(&argv, "slurm-launch");
-	status = shim_launcher_run(&shim_step, &argv, line, sizeof(line), &log_fd);
+	status = shim_launcher_run(&shim_step, &argv, &run);
 	if (status == -1)
 		goto fail;
-	if (strncmp(line, "READY ", 6) == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+	if (run.pid > 0) {
+		/* It supervises the container until teardown kills it; held by pidfd, waited for there. */
+		shim_step.launcher_pid = run.pid;
+		shim_step.launcher_pidfd = (int)syscall(SYS_pidfd_open, run.pid, 0);
+	}
+	if (strncmp(line, "READY ", 6) == 0 && (run.pid > 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0))) {
 		errno = 0;
 		pid = strtol(line + 6, &end, 10);
 		/* "READY <pid> keep": a running named container we attach to; it outlives the step. */
@@ -286,7 +366,7 @@ static int step_launch(void)
 			goto fail;
 		}
 		if (shim_args.entrypoint_log == 1)
-			shim_launcher_log_to_info(log_fd);
+			shim_launcher_log_to_info(run.log_fd);
 		rv = 0;
 		goto out;
 	}
@@ -299,10 +379,13 @@ static int step_launch(void)
 	else
 		shim_step_error("launcher protocol error: %s", line);
 fail:
-	shim_launcher_log_to_error(log_fd);
+	/* A launcher that answered READY still supervises its container: nobody will join it, end both. */
+	if (shim_step.launcher_pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, shim_step.launcher_pidfd, SIGKILL, NULL, 0);
+	shim_launcher_log_to_error(run.log_fd);
 out:
-	if (log_fd >= 0)
-		close(log_fd);
+	if (run.log_fd >= 0)
+		close(run.log_fd);
 	shim_argv_free(&argv);
 	return (rv);
 }
@@ -356,11 +439,40 @@ int shim_stepd_task_init(spank_t sp, int ac, char **av)
 }
 
 
+/*
+ * The supervising launcher ends when its container does, after removing what the step made (the runtime
+ * directory, an unnamed container's extracted root filesystem); wait for it, so that all of that is gone
+ * before the step ends. slurmstepd reaps any child (wait3(-1)), so the pidfd, not waitpid, tells when it
+ * is gone. Returns false when it had to be killed: its clean-up is then slurm-teardown's.
+ */
+static bool step_wait_launcher(void)
+{
+	struct pollfd p = { .fd = shim_step.launcher_pidfd, .events = POLLIN };
+	bool clean = true;
+	int status;
+
+	if (shim_step.launcher_pidfd < 0)
+		return (true);
+	if (poll(&p, 1, 60000) == 0) {
+		shim_error("the launcher (pid %d) did not exit, killing it", (int)shim_step.launcher_pid);
+		(void)syscall(SYS_pidfd_send_signal, shim_step.launcher_pidfd, SIGKILL, NULL, 0);
+		(void)poll(&p, 1, 5000);
+		clean = false;
+	}
+	(void)waitpid(shim_step.launcher_pid, &status, WNOHANG);
+	close(shim_step.launcher_pidfd);
+	shim_step.launcher_pidfd = -1;
+	return (clean);
+}
+
 static void step_teardown(void)
 {
 	struct shim_argv argv = { 0 };
-	int status, log_fd = -1;
+	struct shim_run run = { 0 };
+	int status;
 	bool all = shim_step.started != NULL && *shim_step.started == shim_step.local_tasks;
+	pid_t pid = shim_step.pid;
+	bool clean;
 
 	if (shim_step.pidfd >= 0) {
 		if (!shim_step.keep)
@@ -368,23 +480,27 @@ static void step_teardown(void)
 		close(shim_step.pidfd);
 		shim_step.pidfd = -1;
 	}
+	clean = step_wait_launcher();
 	if (shim_step.pid < 0)
 		return;
-	step_argv(&argv, "slurm-teardown");
-	shim_argv_push(&argv, "--pid=%d", (int)shim_step.pid);
 	/* Once only. */
 	shim_step.pid = -1;
+	/* Nothing left to do but an export, unless the launcher could not clean up itself: no Node start-up. */
+	if (shim_args.save == NULL && clean)
+		return;
+	step_argv(&argv, "slurm-teardown");
+	shim_argv_push(&argv, "--pid=%d", (int)pid);
 	shim_argv_push(&argv, "--all-started=%s", all ? "y" : "n");
-	status = shim_launcher_run(&shim_step, &argv, NULL, 0, &log_fd);
+	status = shim_launcher_run(&shim_step, &argv, &run);
 	if (status != -1 && WIFSIGNALED(status)) {
 		shim_error("container teardown terminated with signal %d", WTERMSIG(status));
-		shim_launcher_log_print(log_fd);
+		shim_launcher_log_print(run.log_fd);
 	} else if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		shim_error("container teardown failed with error code: %d", status == -1 ? -1 : WEXITSTATUS(status));
-		shim_launcher_log_print(log_fd);
+		shim_launcher_log_print(run.log_fd);
 	}
-	if (log_fd >= 0)
-		close(log_fd);
+	if (run.log_fd >= 0)
+		close(run.log_fd);
 	shim_argv_free(&argv);
 }
 
@@ -422,5 +538,6 @@ int shim_stepd_exit(spank_t sp, int ac, char **av)
 	memset(&shim_step, 0, sizeof(shim_step));
 	shim_step.pid = -1;
 	shim_step.pidfd = -1;
+	shim_step.launcher_pidfd = -1;
 	return (0);
 }

@@ -26,6 +26,9 @@ struct shim_step {
 	char *batch_script;  /* the batch step's script, bind-mounted at the same path */
 	pid_t pid;           /* the container init process reported by the launcher, or -1 */
 	int pidfd;
+	pid_t launcher_pid;  /* the launcher that stays as the container's supervisor, or 0 */
+	int launcher_pidfd;
+	const char *cache;   /* the --cache the launcher gets: the configured one, or per-user after a failed shared import */
 	bool keep;           /* attached to a running named container: never killed by us */
 	uint32_t *started;   /* tasks that joined the container (shared memory: tasks are forked) */
 	int error;           /* a postponed user_init failure, reported by task_init (Slurm bug 7573) */
@@ -49,13 +52,23 @@ void shim_argv_free(struct shim_argv *a);
 void shim_step_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void shim_step_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* How to run the launcher (launcher.c). */
+struct shim_run {
+	char *line;         /* in: where to store the first status line from fd 3 ("" if none), or NULL */
+	size_t linesz;
+	bool cache_user;    /* as config.cache_user with a minimal environment, instead of as the job user */
+	bool detach;        /* after "READY <pid>" (not "keep"), return without waiting: it supervises the container */
+	int log_fd;         /* out: its stdout+stderr (a memfd; the caller replays it on failure and closes it) */
+	pid_t pid;          /* out: the launcher's pid when detached */
+	bool (*cancelled)(const struct shim_step *st); /* polled every few seconds while waiting: the job is being cancelled */
+};
+
 /*
- * Runs the launcher as the job user (launcher.c) with argv (argv[0] is replaced by the configured path).
- * When line is non-NULL, the launcher's first status line from fd 3 is stored there ("" if none).
- * Returns the wait status, or -1 if it could not run. The launcher's output goes to a memfd that is
- * returned in *log_fd (the caller replays it on failure and closes it).
+ * Runs the launcher with argv (argv[0] is replaced by the configured path). SIGTERM received while
+ * waiting is forwarded to it (scancel during an import). Returns the wait status (0 when detached), or
+ * -1 if it could not run.
  */
-int shim_launcher_run(const struct shim_step *st, struct shim_argv *argv, char *line, size_t linesz, int *log_fd);
+int shim_launcher_run(const struct shim_step *st, struct shim_argv *argv, struct shim_run *run);
 /* Appends the launcher's captured output to the postponed error text, one indented line each. */
 void shim_launcher_log_to_error(int log_fd);
 /* Appends it to the info text (printed by task_init). */

@@ -14,6 +14,7 @@ const COMMANDS: Record<string, Loader> = {
   exec: async () => await import('./commands/exec.js'),
   export: async () => await import('./commands/export.js'),
   list: async () => await import('./commands/list.js'),
+  load: async () => await import('./commands/load.js'),
   remove: async () => await import('./commands/remove.js'),
   start: async () => await import('./commands/start.js'),
   info: async () => await import('./commands/info.js'),
@@ -38,6 +39,7 @@ Command line utility for manipulating container sandboxes.
    import [options] [--] URI
    info
    list   [options]
+   load   [options] [--] URI
    remove [options] [--] NAME...
    start  [options] [--] NAME|IMAGE [COMMAND] [ARG...]
    version

@@ -152,6 +152,23 @@ function runProcess (cmd: string, args: readonly string[], env: Record<string, s
   })
 }
 
+const CACHE_ACCOUNT = 'enroot-cache'
+
+/**
+ * The dedicated account that writes a cluster-wide image cache (plugstack cache_user=): a system account
+ * with no login and no home, created on first use like the test user.
+ */
+export function cacheAccount (): { name: string, uid: number, gid: number } {
+  const lookup = (): { uid: number, gid: number } | undefined => { try { return getentIds(CACHE_ACCOUNT) } catch { return undefined } }
+  let ids = lookup()
+  if (ids === undefined) {
+    try { execFileSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', CACHE_ACCOUNT], { stdio: 'ignore' }) } catch {}
+    ids = lookup()
+    if (ids === undefined) throw new Error(`could not create the cache account ${CACHE_ACCOUNT}`)
+  }
+  return { name: CACHE_ACCOUNT, ...ids }
+}
+
 /** Builds a target of spank/Makefile (the shim, or its ASan build); returns its path. */
 export function buildShim (target: 'spank_enroot.so' | 'spank_enroot_asan.so' = 'spank_enroot.so'): string {
   execFileSync('make', ['-s', '-C', join(REPO, 'spank'), target], { stdio: ['ignore', 'ignore', 'pipe'] })

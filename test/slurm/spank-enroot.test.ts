@@ -85,7 +85,7 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) &&
       attached = await cluster.srun(['-N1', '-w', 'node1', '--container-name=live:exec', 'ls', '/tmp/from-first'], { env })
       if (attached.status === 0) break
     }
-    t.equal(attached?.status, 0, attached?.stderr)
+    t.equal(attached?.status, 0, attached?.stderr ?? '')
     t.equal(attached?.stdout, '/tmp/from-first\n', 'the second step sees the first one\'s private /tmp: same mount namespace')
     const r = await first
     t.equal(r.status, 0, `the first step was not disturbed: ${r.stderr}`)

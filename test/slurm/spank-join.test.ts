@@ -70,9 +70,9 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) && requireFeature
     t.match(r.stderr, /enroot: couldn't chdir to \/nonexistent: No such file or directory/)
   })
 
-  t.test('the last task on each node tears down: container killed, launcher told once', async t => {
+  t.test('the last task on each node tears down: container killed, launcher told once (only when there is work)', async t => {
     const rec = recorder()
-    const r = await cluster.srun(['-N2', '-n4', '--container-image=fake', 'true'], { env: rec.env })
+    const r = await cluster.srun(['-N2', '-n4', '--container-image=fake', `--container-save=${rec.dir}/saved.sqsh`, 'true'], { env: rec.env })
     t.equal(r.status, 0, r.stderr)
     const teardowns = readdirSync(rec.dir).filter(f => f.endsWith('.slurm-teardown.argv')).sort()
     t.equal(teardowns.length, 2, 'one teardown per node')
@@ -82,5 +82,10 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) && requireFeature
       t.ok(argv.some(a => /^--pid=\d+$/.test(a)))
       t.ok(argv.includes('container-gone'), 'the container process was killed before teardown')
     }
+    // Without --container-save the supervising launcher cleans up itself: no teardown process at all.
+    const rec2 = recorder()
+    const r2 = await cluster.srun(['-N2', '--container-image=fake', 'true'], { env: rec2.env })
+    t.equal(r2.status, 0, r2.stderr)
+    t.same(readdirSync(rec2.dir).filter(f => f.endsWith('.slurm-teardown.argv')), [])
   })
 }

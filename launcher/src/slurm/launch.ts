@@ -1,35 +1,30 @@
-// The per-node launcher, run by spank_enroot.so as the job user (doc/slurm.md). Like pyxis, it drives
-// the enroot CLI (this same program) as subprocesses: list, import, create, start, export, remove.
-//   slurm-launch:   import/create as needed, `enroot start` the container ONCE with a command that
-//                   stops itself (`sh -c 'kill -STOP $$'`), answer "READY <pid>" on the status fd, exit;
+// The per-node launcher, run by spank_enroot.so once per node per step (doc/slurm.md). Everything happens
+// in this one Node process: no `enroot` subprocess (each costs a Node start-up, 50-100 ms).
+//   slurm-import:   run as the cluster cache's dedicated account: fill the shared cache, nothing else;
+//   slurm-launch:   as the job user: import through the cache, make the root filesystem (extract it, or
+//                   mount the cached squashfs directly), start the container ONCE with a command that stops
+//                   itself, answer "READY <pid>" on the status fd, and stay as the container's supervisor
+//                   until the shim kills it at step end;
 //   slurm-teardown: after the step's last local task: --container-save export, remove unnamed containers;
 //   slurm-epilog:   container_scope=job: remove this job's containers on the node.
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { closeSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { userInfo } from 'node:os'
 import type { Command } from '../commands/types.js'
+import type { Config } from '../config/load.js'
 import { EnrootError } from '../util/errors.js'
-import { log } from '../util/log.js'
+import { containerPath, dataPath, fixPerms, isDir, isSquashfs, removeTree } from '../runtime/rootfs-store.js'
 import {
-  STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseFancyList, parseStepRequest, readyLine, savePath,
+  STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseStepRequest, readyLine, savePath,
   startConfig, type StepRequest
 } from './protocol.js'
 
-const usage = 'Usage: enroot slurm-launch|slurm-teardown|slurm-epilog [options] (internal: run by spank_enroot.so)\n'
+const usage = 'Usage: enroot slurm-import|slurm-launch|slurm-teardown|slurm-epilog [options] (internal: run by spank_enroot.so)\n'
 const STOP_COMMAND = ['sh', '-c', 'kill -STOP $$ ; exit 0']
 const START_TIMEOUT_MS = 10 * 60_000
 
 const say = (msg: string): void => { process.stderr.write(`pyxis: ${msg}\n`) }
-
-/** This program again, as a subprocess; its output joins ours (the shim's log memfd). */
-function enroot (args: string[], opts: { quiet?: boolean } = {}): SpawnSyncReturns<string> {
-  log.debug(`running enroot command: "enroot ${args.join(' ')}"`)
-  return spawnSync(process.execPath, [process.argv[1] as string, ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', opts.quiet === true ? 'pipe' : 'inherit', 'inherit']
-  })
-}
 
 function runtimeDir (r: StepRequest): string {
   const dir = join(r.runtimePath, String(process.getuid?.() ?? 0))
@@ -37,49 +32,99 @@ function runtimeDir (r: StepRequest): string {
   return dir
 }
 
-/** name → running pid (undefined: exists, stopped); absent: does not exist. */
-function containers (): Map<string, number | undefined> {
-  const res = enroot(['list', '-f'], { quiet: true })
-  if (res.status !== 0) throw new EnrootError('SYSCALL', 'couldn\'t get list of containers')
-  return parseFancyList(res.stdout)
+/** `--cache=shared:/dir`: the cluster cache (read-only to job users, trust.ts checks it); else the user's own. */
+function withCache (cfg: Config, cache: string): Config {
+  return cache.startsWith('shared:') ? cfg.with({ ENROOT_CACHE_PATH: cache.slice('shared:'.length) }) : cfg
 }
 
-/** Makes the container filesystem unless a named one is reused; returns the running pid to join, if any. */
-function prepare (r: StepRequest, name: string, created: { done: boolean }): number | undefined {
+/** The status fd (3), reopened close-on-exec so that neither the container nor squashfuse inherit it. */
+function openStatus (r: StepRequest): number | undefined {
+  if (r.statusFd === undefined) return undefined
+  const fd = openSync(`/proc/self/fd/${r.statusFd}`, 'w')
+  closeSync(r.statusFd)
+  return fd
+}
+
+function status (fd: number | undefined, line: string): void {
+  if (fd === undefined) { process.stdout.write(line); return }
+  try { writeSync(fd, line) } finally { closeSync(fd) }
+}
+
+interface Rootfs {
+  /** what `start` gets: a container name, or a squashfs file started directly (squashfuse + overlay) */
+  arg: string
+  /** a directory this step made and must remove if the start fails */
+  made?: string
+  /** a temporary squashfs of this step (an image built privately when the cache is read-only to us) */
+  temporary?: string
+  /** a running named container to attach to */
+  running?: number
+}
+
+/** The image as a squashfs file: a cache entry (no copy), or the user's file. */
+async function imageFile (r: StepRequest, cfg: Config, image: string): Promise<{ path: string, temporary: boolean }> {
+  const src = imageSource(image, r.cwd)
+  if (src.kind === 'squashfs') {
+    if (!isSquashfs(src.path)) throw new EnrootError('IMAGE', `failed to create container filesystem for image: ${image}`, { hint: `not a squashfs file: ${src.path}` })
+    return { path: src.path, temporary: false }
+  }
+  if (r.totalTasks <= 1) say(`importing docker image: ${image}`)
+  const out = join(runtimeDir(r), `${r.job}.${r.step}.squashfs`)
+  rmSync(out, { force: true })
+  const { importImage } = await import('../image/import.js')
+  let res
+  try {
+    res = await importImage(cfg, { uri: src.uri, output: out, cwd: r.cwd ?? '/', reuseEntry: true })
+  } catch (err) {
+    throw new EnrootError('IMAGE', `failed to import docker image: ${image}: ${(err as Error).message}`, { cause: err })
+  }
+  say(`imported docker image: ${image}`)
+  return { path: res.output, temporary: res.method !== 'entry' }
+}
+
+/** enroot create, in process: unsquashfs into the data path (node-local scratch), then enroot's fixperms. */
+function extract (cfg: Config, image: string, squashfs: string, rootfs: string): void {
+  mkdirSync(dataPath(cfg), { recursive: true, mode: 0o700 })
+  const procs = cfg.int('ENROOT_MAX_PROCESSORS')
+  const r = spawnSync('unsquashfs', ['-no-progress', ...(procs > 0 ? ['-processors', String(procs)] : []), '-user-xattrs', '-d', rootfs, squashfs],
+    { stdio: ['ignore', 2, 2] })
+  if (r.status !== 0) {
+    removeTree(rootfs)
+    throw new EnrootError('IMAGE', `failed to create container filesystem for image: ${image}`)
+  }
+  fixPerms(rootfs)
+}
+
+/** Decides and makes the root filesystem; for a running named container, returns its pid to join. */
+async function prepare (r: StepRequest, cfg: Config, name: string): Promise<Rootfs> {
+  const path = containerPath(cfg, name)
   if (r.name !== undefined) {
-    const all = containers()
-    const exists = all.has(name)
-    let running = all.get(name)
+    const exists = isDir(path)
+    const { containerProcesses } = await import('../commands/list.js')
+    let running = containerProcesses(dataPath(cfg), cfg.get('ENROOT_RUNTIME_PATH') ?? '').get(name)?.[0]?.pid
     if (r.name.flag === 'create' && exists) throw new EnrootError('EXISTS', 'error: "create" flag was passed to --container-name but the container already exists')
     if (r.name.flag === 'exec' && running === undefined) throw new EnrootError('INVALID', 'error: "exec" flag was passed to --container-name but the container is not running')
     if (r.name.flag === 'no_exec') running = undefined
-    if (running !== undefined) { say('reusing existing container namespaces'); return running }
-    if (exists) { say('reusing existing container filesystem'); return undefined }
+    if (running !== undefined) { say('reusing existing container namespaces'); return { arg: name, running } }
+    if (exists) { say('reusing existing container filesystem'); return { arg: name } }
     if (r.image === undefined) throw new EnrootError('NOT_FOUND', `error: a container with name "${name}" does not exist, and --container-image is not set`)
   }
   if (r.image === undefined) throw new EnrootError('USAGE', 'slurm protocol: --image or --name is required')
-  const image = r.image
-  const src = imageSource(image, r.cwd)
-  let squashfs: string
-  let temporary = false
-  if (src.kind === 'registry') {
-    squashfs = join(runtimeDir(r), `${r.job}.${r.step}.squashfs`)
-    if (r.totalTasks <= 1) say(`importing docker image: ${image}`)
-    rmSync(squashfs, { force: true })
-    if (enroot(['import', '--output', squashfs, src.uri]).status !== 0) throw new EnrootError('IMAGE', `failed to import docker image: ${image}`)
-    say(`imported docker image: ${image}`)
-    temporary = true
-  } else {
-    squashfs = src.path
+  const img = await imageFile(r, cfg, r.image)
+  // squashfuse: nothing to extract, changes live in memory; only for containers that end with the step
+  // and whose filesystem nobody saves (pyxis's use_squashfuse rule).
+  if (r.useSquashfuse && r.name === undefined && r.save === undefined) {
+    say(`skipping container creation (squashfuse enabled): ${name}`)
+    return { arg: img.path, ...(img.temporary ? { temporary: img.path } : {}) }
   }
+  say(`creating container filesystem: ${name}`)
   try {
-    say(`creating container filesystem: ${name}`)
-    if (enroot(['create', '--name', name, squashfs]).status !== 0) throw new EnrootError('IMAGE', `failed to create container filesystem for image: ${image}`)
-    created.done = true
+    if (isDir(path)) removeTree(path) // a leftover of a killed step with the same job.step name
+    extract(cfg, r.image, img.path, path)
   } finally {
-    if (temporary) rmSync(squashfs, { force: true })
+    if (img.temporary) rmSync(img.path, { force: true })
   }
-  return undefined
+  return { arg: name, made: path }
 }
 
 function procStat (pid: number): { state: string, ppid: number } | undefined {
@@ -90,113 +135,165 @@ function procStat (pid: number): { state: string, ppid: number } | undefined {
   } catch { return undefined }
 }
 
-/** The stopped process among root's descendants: the container's `sh -c 'kill -STOP $$'`. */
-function stoppedDescendant (root: number): number | undefined {
-  const children = new Map<number, number[]>()
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue
-    const st = procStat(Number(d))
-    if (st !== undefined) children.set(st.ppid, [...(children.get(st.ppid) ?? []), Number(d)])
+/** A process's children, from /proc/PID/task/TID/children (no scan of all of /proc); undefined if unsupported. */
+function childrenOf (pid: number): number[] | undefined {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap(tid =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(x => x !== '').map(Number))
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync(`/proc/${pid}`) ? undefined : []
   }
-  const queue = [...(children.get(root) ?? [])]
+}
+
+/**
+ * The stopped process among root's descendants: the container's `sh -c 'kill -STOP $$'`. Polled while the
+ * container starts, so it walks the process tree down from root rather than reading every /proc/PID/stat.
+ */
+function stoppedDescendant (root: number): number | undefined {
+  let children = (pid: number): number[] => childrenOf(pid) ?? []
+  if (childrenOf(root) === undefined) {
+    // A kernel without CONFIG_PROC_CHILDREN: one scan of /proc for the parent links.
+    const map = new Map<number, number[]>()
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue
+      const st = procStat(Number(d))
+      if (st !== undefined) map.set(st.ppid, [...(map.get(st.ppid) ?? []), Number(d)])
+    }
+    children = (pid) => map.get(pid) ?? []
+  }
+  const queue = [...children(root)]
   for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
     if (procStat(pid)?.state === 'T') return pid
-    queue.push(...(children.get(pid) ?? []))
+    queue.push(...children(pid))
   }
   return undefined
 }
 
-/** `enroot start --conf F NAME sh -c 'kill -STOP $$'`, detached; resolves with the stopped container pid. */
-async function start (r: StepRequest, name: string): Promise<number> {
+/**
+ * Starts the container in this process (buildPlan + runContainer, as `enroot start --conf F NAME sh -c
+ * 'kill -STOP $$'`); resolves with the stopped container pid and the promise of the container's end.
+ */
+async function start (r: StepRequest, cfg: Config, rootfs: string, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
   const conf = join(runtimeDir(r), `${r.job}.${r.step}.conf`)
   writeFileSync(conf, startConfig(r, process.env), { mode: 0o600 })
   say(`starting container: ${name}`)
-  const child = spawn(process.execPath, [process.argv[1] as string, 'start', '--conf', conf, name, ...STOP_COMMAND], {
-    detached: true, stdio: ['ignore', 'inherit', 'inherit']
-  })
   const hint = r.entrypoint ? '\n        if the image has an unusual entrypoint, try using --no-container-entrypoint' : ''
   try {
-    return await new Promise<number>((resolve, reject) => {
+    const { buildPlan } = await import('../runtime/plan.js')
+    const { plan } = buildPlan({ rootfs, conf, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
+    // `enroot list --fancy` finds running containers by this file (the engine removes the directory at exit).
+    mkdirSync(plan.runtimeDir, { recursive: true, mode: 0o700 })
+    writeFileSync(join(plan.runtimeDir, 'name'), `${plan.name ?? ''}\n`)
+    const { runContainer } = await import('../runtime/engine.js')
+    const { engineBuiltinHook } = await import('../pipeline/builtin-hooks/apply.js')
+    // Signals are ours to handle: a SIGTERM forwarded to a stopped shell would wait for a SIGCONT.
+    const ended = runContainer(plan, { builtinHook: engineBuiltinHook, forwardSignals: false })
+    return await new Promise((resolve, reject) => {
       const deadline = Date.now() + START_TIMEOUT_MS
+      let done = false
       const timer = setInterval(() => {
-        const pid = child.pid === undefined ? undefined : stoppedDescendant(child.pid)
-        if (pid !== undefined) { clearInterval(timer); resolve(pid) } else if (Date.now() > deadline) {
+        const pid = stoppedDescendant(process.pid)
+        if (pid !== undefined) { done = true; clearInterval(timer); resolve({ pid, ended }) } else if (Date.now() > deadline) {
           clearInterval(timer)
-          child.kill('SIGKILL')
           reject(new EnrootError('INTERRUPTED', 'container start timed out'))
         }
-      }, 20)
-      child.once('exit', (code, signal) => {
+      }, 10)
+      ended.then((res) => {
+        if (done) return
         clearInterval(timer)
+        const { code, signal } = res
         if (code === 0) reject(new EnrootError('SYSCALL', `container exited too soon${hint}`))
         else reject(new EnrootError('SYSCALL', signal !== null ? `container start terminated with signal ${signal}${hint}` : `container start failed with error code: ${code ?? 1}${hint}`))
+      }, (err: unknown) => {
+        if (done) return
+        clearInterval(timer)
+        reject(new EnrootError('SYSCALL', `container start failed: ${(err as Error).message}${hint}`, { cause: err }))
       })
-      child.once('error', (e) => { clearInterval(timer); reject(e) })
     })
   } finally {
-    child.removeAllListeners('exit')
-    child.unref()
     rmSync(conf, { force: true })
   }
-}
-
-function status (r: StepRequest, line: string): void {
-  if (r.statusFd === undefined) { process.stdout.write(line); return }
-  writeSync(r.statusFd, line)
-  closeSync(r.statusFd)
 }
 
 const launch: Command = {
   usage,
   options: STEP_OPTIONS,
-  noConfig: true,
-  async run (args) {
+  async run (args, baseCfg) {
     const r = parseStepRequest(args)
+    const cfg = withCache(baseCfg, r.cache)
     const name = containerName(r)
-    const created = { done: false }
+    const fd = openStatus(r)
+    let rootfs: Rootfs | undefined
     try {
       const began = Date.now()
-      const running = prepare(r, name, created)
-      if (running !== undefined) {
+      rootfs = await prepare(r, cfg, name)
+      const prepared = Date.now()
+      if (rootfs.running !== undefined) {
         if (r.mounts.length > 0) say('ignoring --container-mounts when attaching to a running container')
-        status(r, readyLine(running, true))
+        status(fd, readyLine(rootfs.running, true))
         return 0
       }
-      const pid = await start(r, name)
-      say(`completed container setup in ${Date.now() - began} ms`)
-      status(r, readyLine(pid, false))
+      const { pid, ended } = await start(r, cfg, rootfs.arg, name)
+      say(`completed container setup in ${Date.now() - began} ms (image and root filesystem ${prepared - began} ms, start ${Date.now() - prepared} ms)`)
+      // From now on this process only supervises: the container dies with it (PR_SET_PDEATHSIG), and the
+      // shim ends both by killing the container at step end. A signal for us ends the container at once.
+      const stop = (): void => { try { process.kill(pid, 'SIGKILL') } catch {} }
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, stop)
+      status(fd, readyLine(pid, false))
+      await ended.catch(() => {})
+      if (rootfs.temporary !== undefined) rmSync(rootfs.temporary, { force: true })
+      // The step is over for this node: an unnamed container's filesystem goes now, unless slurm-teardown
+      // must export it first (--container-save); the shim then skips that extra process altogether.
+      if (rootfs.made !== undefined && r.name === undefined && r.save === undefined) removeTree(rootfs.made)
       return 0
     } catch (err) {
-      status(r, errorLine(err instanceof Error ? err.message : String(err)))
+      status(fd, errorLine(err instanceof Error ? err.message : String(err)))
       // A filesystem made for this step only must not outlive its failed start (named ones are kept, as pyxis).
-      if (created.done && r.name === undefined) enroot(['remove', '-f', name], { quiet: true })
+      if (rootfs?.made !== undefined && r.name === undefined) removeTree(rootfs.made)
+      if (rootfs?.temporary !== undefined) rmSync(rootfs.temporary, { force: true })
       throw err
     }
+  }
+}
+
+/** As the shared cache's own account: download and convert into the cache, nothing else. */
+const importStep: Command = {
+  usage,
+  options: STEP_OPTIONS,
+  async run (args, baseCfg) {
+    const r = parseStepRequest(args)
+    if (!r.cache.startsWith('shared:') || r.image === undefined) throw new EnrootError('USAGE', 'slurm protocol: slurm-import needs --cache=shared:DIR and --image')
+    const cfg = withCache(baseCfg, r.cache)
+    const src = imageSource(r.image, undefined)
+    if (src.kind !== 'registry') return 0
+    const out = join(cfg.get('ENROOT_TEMP_PATH') ?? '/tmp', `enroot-slurm-import.${process.pid}.sqsh`)
+    const { importImage } = await import('../image/import.js')
+    const res = await importImage(cfg, { uri: src.uri, output: out, cwd: '/', reuseEntry: true })
+    // Not an entry: the cache refused us (not its owner); nothing was shared, and the copy is not needed.
+    if (res.method !== 'entry') { rmSync(out, { force: true }); throw new EnrootError('CACHE', `the shared cache is not writable: ${cfg.get('ENROOT_CACHE_PATH') ?? ''}`) }
+    return 0
   }
 }
 
 const teardown: Command = {
   usage,
   options: STEP_OPTIONS,
-  noConfig: true,
-  async run (args) {
+  async run (args, baseCfg) {
     const r = parseStepRequest(args)
+    const cfg = withCache(baseCfg, r.cache)
     const name = containerName(r)
+    const path = containerPath(cfg, name)
     let failed = false
     if (r.save !== undefined && r.allStarted) {
       const out = savePath(r.save, r.cwd)
-      if (enroot(['export', '-f', '-o', out, name]).status === 0) say(`exported container ${name} to ${out}`)
+      // Rare and long: the export command itself (mksquashfs), as a subprocess.
+      const e = spawnSync(process.execPath, [process.argv[1] as string, 'export', '-f', '-o', out, name], { stdio: ['ignore', 'inherit', 'inherit'] })
+      if (e.status === 0) say(`exported container ${name} to ${out}`)
       else { say(`failed to export container ${name} to ${out}`); failed = true }
     }
-    if (r.name === undefined) {
+    if (r.name === undefined && isDir(path)) {
       say(`removing container filesystem: ${name}`)
-      // The container's start process may still be unwinding after the shim's SIGKILL: retry briefly.
-      let ok = false
-      for (let i = 0; i < 10 && !ok; i++) {
-        ok = enroot(['remove', '-f', name], { quiet: true }).status === 0
-        if (!ok) await new Promise(resolve => setTimeout(resolve, 100))
-      }
-      if (!ok) { say(`failed to remove container filesystem: ${name}`); failed = true }
+      try { removeTree(path) } catch (err) { say(`failed to remove container filesystem: ${name}: ${(err as Error).message}`); failed = true }
     }
     return failed ? 1 : 0
   }
@@ -209,21 +306,21 @@ const epilog: Command = {
   async run (args) {
     // The epilog runs without the job's environment (pyxis#123): at least give enroot the user's HOME.
     if (process.env.HOME === undefined) process.env.HOME = userInfo().homedir
+    const cfg = (await import('../config/load.js')).loadConfig()
     const job = Number(args.opts.job)
     if (typeof args.opts.job !== 'string' || !Number.isInteger(job)) throw new EnrootError('USAGE', 'slurm protocol: missing --job-id')
-    const victims = [...containers().keys()].filter(n => isJobContainer(n, job))
+    let names: string[] = []
+    try { names = readdirSync(dataPath(cfg)) } catch {}
     let failed = false
-    for (const n of victims) {
-      if (enroot(['remove', '-f', n]).status !== 0) { say(`epilog: failed to remove container ${n}`); failed = true }
-    }
-    if (failed) {
-      for (const n of containers().keys()) if (isJobContainer(n, job)) say(`epilog: container ${n} was not removed`)
+    for (const n of names.filter(n => isJobContainer(n, job))) {
+      try { removeTree(join(dataPath(cfg), n)) } catch { say(`epilog: failed to remove container ${n}`); failed = true }
     }
     return failed ? 1 : 0
   }
 }
 
-export const commands: Record<'slurm-launch' | 'slurm-teardown' | 'slurm-epilog', Command> = {
+export const commands: Record<'slurm-import' | 'slurm-launch' | 'slurm-teardown' | 'slurm-epilog', Command> = {
+  'slurm-import': importStep,
   'slurm-launch': launch,
   'slurm-teardown': teardown,
   'slurm-epilog': epilog
