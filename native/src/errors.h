@@ -47,6 +47,7 @@ enum enr_msg_type : uint32_t {
   ENR_MSG_WARN = 'W',
   ENR_MSG_READY = 'R',
   ENR_MSG_PID = 'P',
+  ENR_MSG_ACK = 'A',   // a ENR_T_BATCH control message was applied
 };
 
 #define ENR_MSG_PATH_MAX 2048

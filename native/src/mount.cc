@@ -151,7 +151,8 @@ void enr_mount_apply(int fd, const char *root, const struct enr_mount *m, int in
   unsigned long flags = m->flags & ~prop_mask;
   const char *data = m->data[0] != '\0' ? m->data : nullptr;
   if (strcmp(m->fstype, "none") != 0 || (flags & ~MS_REC) != 0) {
-    if (is_bind) {
+    // A remount (of a bind too: `none /x none bind,remount,ro`) changes flags in place; there is no source.
+    if (is_bind && !(flags & MS_REMOUNT)) {
       if (mount(m->source, g_path, nullptr, MS_BIND | (flags & MS_REC), nullptr) < 0)
         return op_error(fd, m, ENR_STEP_MOUNT, errno, m->source, g_path);
       if ((flags & ~(MS_BIND | MS_REC)) != 0 || data != nullptr) {
@@ -160,7 +161,7 @@ void enr_mount_apply(int fd, const char *root, const struct enr_mount *m, int in
         if (mount(nullptr, g_path, nullptr, f, data) < 0) return op_error(fd, m, ENR_STEP_MOUNT, errno, m->source, g_path);
       }
     } else {
-      unsigned long f = flags;
+      unsigned long f = (flags & MS_REMOUNT) ? (flags & ~MS_REC) : flags;
       if ((f & MS_REMOUNT) && in_userns) f |= enr_locked_flags(g_path);
       const char *src = (f & MS_REMOUNT) ? nullptr : m->source;
       const char *type = strcmp(m->fstype, "none") == 0 ? nullptr : m->fstype;

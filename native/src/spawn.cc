@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -59,7 +60,14 @@ void enr_mirror_child(pid_t child) {
   sigprocmask(SIG_BLOCK, &set, nullptr);
   int st;
   for (;;) {
-    pid_t r = waitpid(child, &st, WNOHANG);
+    pid_t r = waitpid(child, &st, WNOHANG | WUNTRACED);
+    if (r == child && WIFSTOPPED(st)) {
+      // Job control (enroot-nsenter): the child stopped (Ctrl-Z inside, SIGSTOP from outside), so we stop
+      // too and the shell above sees the job stop; once continued, we continue the child.
+      (void)kill(getpid(), SIGSTOP);
+      (void)kill(child, SIGCONT);
+      continue;
+    }
     if (r == child) break;
     if (r < 0 && errno != EINTR) _exit(1);
     int sig = sigwaitinfo(&set, nullptr);
@@ -84,6 +92,7 @@ struct phase1 {
   unsigned last_cap = 40;
   uid_t inner_uid = 0;
   gid_t inner_gid = 0;
+  unsigned nofile = 0;
 };
 
 char g_root[PATH_MAX];
@@ -232,6 +241,21 @@ const char *read_phase2(int fd, int control, size_t *len) {
   return buf;
 }
 
+bool is_batch(const char *buf, size_t len) {
+  struct enr_reader r = { buf, buf + len };
+  struct enr_rec rec;
+  return enr_next(&r, &rec) > 0 && rec.tag == ENR_T_BATCH;
+}
+
+// Node raises its RLIMIT_NOFILE soft limit to the hard one at start-up; the container gets the caller's
+// soft limit back (programs that select() or size tables by it misbehave with a huge one).
+void restore_nofile(unsigned soft) {
+  struct rlimit rl;
+  if (soft == 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0 || (rlim_t)soft > rl.rlim_cur) return;
+  rl.rlim_cur = soft;
+  (void)setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int make_rc_memfd(int fd, const char *buf, size_t len) {
   struct enr_reader r = { buf, buf + len };
   struct enr_rec rec;
@@ -262,6 +286,7 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
       case ENR_T_CAPLAST: p.last_cap = enr_u32(&rec); break;
       case ENR_T_INNER_UID: p.inner_uid = enr_u32(&rec); break;
       case ENR_T_INNER_GID: p.inner_gid = enr_u32(&rec); break;
+      case ENR_T_NOFILE: p.nofile = enr_u32(&rec); break;
       default: break;
     }
   }
@@ -295,8 +320,18 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
   enr_mount_all(fd, g_root, buf, len, userns);   // pass -1
   enr_send(fd, ENR_MSG_READY, 0, 0, 0, g_root);
 
+  // Control messages until the final one: a batch (a built-in hook's direct mounts, which must be in place
+  // before the next hook runs) is applied and acknowledged; the final one carries the hook and late mounts,
+  // the environment, the command and the rc.
   size_t len2 = 0;
-  const char *buf2 = read_phase2(fd, control, &len2);
+  const char *buf2;
+  for (;;) {
+    buf2 = read_phase2(fd, control, &len2);
+    if (!is_batch(buf2, len2)) break;
+    enr_mount_all(fd, g_root, buf2, len2, userns);
+    (void)munmap(const_cast<char *>(buf2), len2);
+    enr_send(fd, ENR_MSG_ACK, 0, 0, 0, nullptr);
+  }
   close(control);
   enr_mount_all(fd, g_root, buf2, len2, userns);  // hook mounts, then pass 0
   if (!(p.flags & ENR_F_WRITABLE) && (rc = enr_remount_ro(g_root, userns)) < 0) enr_fail(fd, ENR_STEP_REMOUNT_RO, -rc, g_root);
@@ -308,6 +343,7 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
   enr_inherit_stdio();
   int rcfd = make_rc_memfd(fd, buf2, len2);
   if ((rc = enr_switchroot(g_root)) < 0) enr_fail(fd, ENR_STEP_SWITCHROOT, -rc, p.rootdir != nullptr ? p.rootdir : p.image);
+  restore_nofile(p.nofile);
   struct enr_exec_args a = { fd, p.flags, p.last_cap, buf2, len2, rcfd };
   enr_exec_container(&a);
 }

@@ -4,12 +4,14 @@
 #include "userns.h"
 #include "wire.h"
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -92,7 +94,7 @@ static const char *defs_get(ssize_t len, const char *key) {
   return found;
 }
 
-struct pw_entry { char name[256]; char home[1024]; char shell[1024]; };
+struct pw_entry { char name[256]; char home[1024]; char shell[1024]; unsigned long uid, gid; int found; };
 static struct pw_entry g_pw, g_mpw;
 
 // Copy field (up to ':' or end) into out.
@@ -118,6 +120,10 @@ static int passwd_find(ssize_t len, unsigned long uid, struct pw_entry *pw) {
     pw_field(f[0], pw->name, sizeof pw->name);
     pw_field(f[5], pw->home, sizeof pw->home);
     pw_field(f[6], pw->shell, sizeof pw->shell);
+    pw->uid = uid;
+    pw->gid = 0;
+    for (const char *c = f[3]; *c >= '0' && *c <= '9'; c++) pw->gid = pw->gid * 10 + (unsigned long)(*c - '0');
+    pw->found = 1;
     return 0;
   }
   return -1;
@@ -152,9 +158,122 @@ static void print_file(const char *path) {
 
 static int executable(const char *p) { return p != nullptr && p[0] != '\0' && access(p, X_OK) == 0; }
 
+static ssize_t g_dl = -1;      // length of g_defs (login.defs), -1 when unreadable
+static char g_aux[64 * 1024];  // /etc/group, /etc/locale.conf, the hushlogin list: one at a time
+static char g_mail[PATH_MAX];
+static char g_path[PATH_MAX];
+
+static const char *def(const char *key) { return g_dl > 0 ? defs_get(g_dl, key) : nullptr; }
+static bool def_yes(const char *key) { const char *v = def(key); return v != nullptr && strcmp(v, "yes") == 0; }
+
+// Iterate the NUL-separated lines of a slurped buffer (len -1 when unreadable: no lines).
+#define FOR_LINES(buf, len, l) for (char *l = (buf); (len) > 0 && l < (buf) + (len); l += enr_strlen(l) + 1)
+
+// LANG and LC_* from /etc/locale.conf (KEY=VALUE, optionally quoted), as pam_env/login do.
+static void locale_env(void) {
+  ssize_t n = slurp_lines("/etc/locale.conf", g_aux, sizeof g_aux);
+  for (char *line = g_aux, *next; n > 0 && line < g_aux + n; line = next) {
+    next = line + enr_strlen(line) + 1;   // before the line is cut up below
+    char *l = line;
+    while (*l == ' ' || *l == '\t') l++;
+    char *eq = strchr(l, '=');
+    if (eq == nullptr || (strncmp(l, "LANG=", 5) != 0 && strncmp(l, "LC_", 3) != 0)) continue;
+    bool ok = true;
+    for (char *c = l; c < eq; c++) ok = ok && ((*c >= 'A' && *c <= 'Z') || *c == '_');
+    if (!ok) continue;
+    *eq = '\0';
+    char *v = eq + 1, *e = next - 1;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = '\0';
+    if (e - v >= 2 && (v[0] == '"' || v[0] == '\'') && e[-1] == v[0]) { e[-1] = '\0'; v++; }
+    env_default(l, v);   // copies
+  }
+}
+
+// USERGROUPS_ENAB: a user whose primary group is their own (same name, gid == uid) gets the group bits
+// of the umask equal to the owner bits (shadow's login).
+static bool own_group(const struct pw_entry *pw) {
+  if (pw->uid == 0 || pw->uid != pw->gid) return false;
+  ssize_t n = slurp_lines("/etc/group", g_aux, sizeof g_aux);
+  size_t nl = enr_strlen(pw->name);
+  char gid[24];
+  enr_utoa(pw->gid, gid, sizeof gid);
+  size_t gl = enr_strlen(gid);
+  FOR_LINES(g_aux, n, l) {
+    if (strncmp(l, pw->name, nl) != 0 || l[nl] != ':') continue;
+    const char *f = strchr(l + nl + 1, ':');
+    if (f != nullptr && strncmp(f + 1, gid, gl) == 0 && f[1 + gl] == ':') return true;
+  }
+  return false;
+}
+
+static void login_umask(void) {
+  mode_t m = umask(022);
+  const char *um = def("UMASK");
+  if (um != nullptr) {
+    unsigned v = 0;
+    for (const char *c = um; *c >= '0' && *c <= '7'; c++) v = v * 8 + (unsigned)(*c - '0');
+    m = (mode_t)(v & 0777);
+  }
+  if (def_yes("USERGROUPS_ENAB") && g_pw.found && own_group(&g_pw)) m = (mode_t)((m & ~070) | ((m >> 3) & 070));
+  umask(m);
+}
+
+// ULIMIT (in 512-byte blocks) limits the size of files the session writes.
+static void login_ulimit(void) {
+  const char *u = def("ULIMIT");
+  if (u == nullptr || *u < '0' || *u > '9') return;
+  unsigned long long blocks = 0;
+  for (const char *c = u; *c >= '0' && *c <= '9' && blocks < (1ULL << 50); c++) blocks = blocks * 10 + (unsigned long long)(*c - '0');
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_FSIZE, &rl) < 0) return;
+  rlim_t want = (rlim_t)(blocks * 512);
+  if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) want = rl.rlim_max;   // cannot raise the hard limit
+  rl.rlim_cur = rl.rlim_max = want;
+  (void)setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+// MAIL when MAIL_CHECK_ENAB: $HOME/MAIL_FILE, else MAIL_DIR (default /var/spool/mail)/user.
+static void mail_env(void) {
+  if (!def_yes("MAIL_CHECK_ENAB") || !g_pw.found) return;
+  const char *file = def("MAIL_FILE"), *dir = def("MAIL_DIR");
+  g_mail[0] = '\0';
+  if (file != nullptr) { enr_strlcat(g_mail, g_pw.home, sizeof g_mail); enr_strlcat(g_mail, "/", sizeof g_mail); enr_strlcat(g_mail, file, sizeof g_mail); }
+  else { enr_strlcat(g_mail, dir != nullptr ? dir : "/var/spool/mail", sizeof g_mail); enr_strlcat(g_mail, "/", sizeof g_mail); enr_strlcat(g_mail, g_pw.name, sizeof g_mail); }
+  env_default("MAIL", g_mail);
+}
+
+// HUSHLOGIN_FILE: relative, a file in $HOME whose presence hushes; absolute, a list of user names and shells.
+static bool hushed(void) {
+  const char *hf = def("HUSHLOGIN_FILE");
+  if (hf == nullptr || hf[0] == '\0') return false;
+  if (hf[0] != '/') {
+    const char *home = env_get("HOME");
+    g_path[0] = '\0';
+    enr_strlcat(g_path, home != nullptr ? home : "", sizeof g_path); enr_strlcat(g_path, "/", sizeof g_path); enr_strlcat(g_path, hf, sizeof g_path);
+    return access(g_path, F_OK) == 0;
+  }
+  ssize_t n = slurp_lines(hf, g_aux, sizeof g_aux);
+  FOR_LINES(g_aux, n, l) if (g_pw.found && (strcmp(l, g_pw.name) == 0 || strcmp(l, g_pw.shell) == 0)) return true;
+  return false;
+}
+
+// The message of the day: each file of MOTD_FILE (colon-separated, default /etc/motd), unless hushed.
+static void print_motd(void) {
+  if (hushed()) return;
+  const char *list = def("MOTD_FILE");
+  if (list == nullptr) list = "/etc/motd";
+  for (const char *p = list; *p != '\0';) {
+    size_t n = 0;
+    while (p[n] != '\0' && p[n] != ':') n++;
+    if (n > 0 && n < sizeof g_path) { memcpy(g_path, p, n); g_path[n] = '\0'; print_file(g_path); }
+    p += n;
+    if (*p == ':') p++;
+  }
+}
+
 // Returns the FAKE_SHELL value, if any.
 static const char *login_emulate(int fd) {
-  ssize_t dl = slurp_lines("/etc/login.defs", g_defs, sizeof g_defs);
+  ssize_t dl = g_dl = slurp_lines("/etc/login.defs", g_defs, sizeof g_defs);
   unsigned long euid = geteuid();
   unsigned long muid = outer_uid(euid);
   const char *nologin = dl > 0 ? defs_get(dl, "NOLOGINS_FILE") : nullptr;
@@ -175,12 +294,10 @@ static const char *login_emulate(int fd) {
   env_default("PATH", path);
   const char *tz = dl > 0 ? defs_get(dl, "ENV_TZ") : nullptr;
   if (tz != nullptr && strncmp(tz, "TZ=", 3) == 0) env_default("TZ", tz + 3);
-  const char *um = dl > 0 ? defs_get(dl, "UMASK") : nullptr;
-  if (um != nullptr) {
-    unsigned v = 0;
-    for (const char *c = um; *c >= '0' && *c <= '7'; c++) v = v * 8 + (unsigned)(*c - '0');
-    umask((mode_t)(v & 0777));
-  }
+  mail_env();
+  locale_env();
+  login_umask();
+  login_ulimit();
   const char *h = env_get("HOME");
   if (h != nullptr && chdir(h) < 0) {
     const char *dh = dl > 0 ? defs_get(dl, "DEFAULT_HOME") : nullptr;
@@ -251,7 +368,7 @@ void enr_exec_container(const struct enr_exec_args *a) {
       for (size_t i = 0; i < ncmd; i++) g_argv[n++] = cmd[i];
     }
   } else if (login) {
-    print_file("/etc/motd");
+    print_motd();
   }
   g_argv[n] = nullptr;
   execve(shell, const_cast<char *const *>(g_argv), const_cast<char *const *>(g_envp));

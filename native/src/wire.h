@@ -19,6 +19,8 @@ enum enr_tag : uint32_t {
   ENR_T_INNER_UID = 11, // u32
   ENR_T_INNER_GID = 12, // u32
   ENR_T_END = 13,
+  ENR_T_BATCH = 14,     // u32, first record of a control message: mounts only, acknowledge and wait for more
+  ENR_T_NOFILE = 15,    // u32: RLIMIT_NOFILE soft limit to restore before exec (0: leave it)
 };
 
 enum enr_flag : uint32_t {

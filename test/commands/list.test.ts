@@ -1,7 +1,9 @@
 import t from 'tap'
 import { mkdirSync, writeFileSync, chownSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { enroot, enrootEnv, userTmp, IS_ROOT, testUser, requireFeature, REPO } from '../helpers/env.js'
+import { enroot, enrootEnv, userTmp, IS_ROOT, testUser, requireFeature, runAsUser, REPO } from '../helpers/env.js'
+import { makePlan } from '../runtime/harness.js'
+import type { ContainerPlan } from '../../launcher/src/runtime/plan-types.js'
 import { errorLine, busyboxImage } from './fixtures.js'
 import { table } from '../../launcher/src/commands/list.js'
 
@@ -57,4 +59,31 @@ t.test('fancy list shows a running container\'s process under its name', async t
   t.match(out, /\nbb +\d+ +\S+ +[A-Z] +\d\d:\d\d:\d\d +\d\d:\d\d:\d\d +\d+ +\d+ +\/bin\/busybox sleep 2\n/)
   t.equal((await running).status, 0)
   t.equal((await enroot(['list', '-f'], env)).stdout.split('\n')[1], 'bb', 'gone once it exits')
+})
+
+t.test('fancy list names each container of a process that runs several (the Slurm launcher runs them in-process)', async t => {
+  if (!requireFeature(t, 'the native runtime', existsSync(join(REPO, 'native', 'build', 'Release', 'enroot_native.node')), 'run npm run build:native')) return
+  const dir = userTmp(t)
+  const env = enrootEnv(dir, { ENROOT_SYSCONF_PATH: REPO })
+  const image = busyboxImage(dir)
+  for (const n of ['one', 'two']) t.equal((await enroot(['create', '-n', n, image], env)).status, 0)
+  const plan = (name: string): ContainerPlan => makePlan(dir, join(dir, 'data', name), ['/bin/busybox', 'sleep', '3'], {
+    name, runtimeDir: join(dir, 'run', `launcher-${name}`)
+  })
+  const driver = join(dir, 'two.mjs')
+  writeFileSync(driver, `import { runContainer } from ${JSON.stringify(join(REPO, 'dist', 'runtime', 'engine.js'))}
+const plans = ${JSON.stringify([plan('one'), plan('two')])}
+const r = await Promise.all(plans.map(p => runContainer(p)))
+process.exitCode = r.every(x => x.status === 0) ? 0 : 1
+`)
+  const running = runAsUser(process.execPath, [driver], { env })
+  let out = ''
+  for (let i = 0; i < 60 && !(/\none +\d+ /.test(out) && /\ntwo +\d+ /.test(out)); i++) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    out = (await enroot(['list', '-f'], env)).stdout
+  }
+  t.match(out, /\none +\d+ +\S+ +[A-Z] .*\/bin\/busybox sleep 3\n/)
+  t.match(out, /\ntwo +\d+ +\S+ +[A-Z] .*\/bin\/busybox sleep 3\n/)
+  const r = await running
+  t.equal(r.status, 0, r.stderr)
 })

@@ -97,3 +97,17 @@ t.test('early mounts are in place for hooks, late mounts come after them', async
   }))
   t.equal(r.stdout, 'from-hook\n1\n0\n', r.stderr)
 })
+
+t.test('a remount needs no source: `none TARGET none bind,remount,ro` makes an earlier bind read-only', async t => {
+  if (!needRuntime(t)) return
+  const base = userTmp(t)
+  const rootfs = buildRootfs(join(base, 'rootfs'))
+  const src = join(base, 'src')
+  mkdirSync(src)
+  if (IS_ROOT) chownSync(src, testUser().uid, testUser().gid)
+  const plan = makePlan(base, rootfs, ['sh', '-c', 'touch /mnt/a && echo rw; touch /mnt2/b 2>/dev/null || echo ro'], {
+    lateMounts: fstab(`${src} /mnt none x-create=dir,bind\n${src} /mnt2 none x-create=dir,bind\nnone /mnt2 none bind,remount,ro,nosuid,nodev\n`)
+  })
+  const r = await runPlan(base, plan)
+  t.same([r.status, r.stdout], [0, 'rw\nro\n'], r.stderr)
+})

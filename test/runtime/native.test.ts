@@ -3,7 +3,9 @@ import t from 'tap'
 import { join } from 'node:path'
 import { REPO } from '../helpers/env.js'
 import { EnrootError } from '../../launcher/src/util/errors.js'
-import { addonCandidates, loadFrom, encodePhase1, encodePhase2, decodeRecord, MSG_SIZE, TAG, spawnJoined } from '../../launcher/src/runtime/native.js'
+import { readFileSync } from 'node:fs'
+import { addonCandidates, loadFrom, encodePhase1, encodePhase2, encodeBatch, decodeRecord, MSG_SIZE, TAG, spawnJoined } from '../../launcher/src/runtime/native.js'
+import { callerNofile } from '../../launcher/src/runtime/engine.js'
 import { fstab, needRuntime } from './harness.js'
 
 t.test('the loader tries the package build, then ENROOT_LIBRARY_PATH, in order', async t => {
@@ -60,4 +62,29 @@ t.test('spawnJoined validates its arguments before the addon', async t => {
   t.throws(() => spawnJoined({ pid: 0, argv: ['x'], env: [], namespaces: 0, seccomp: false, ambientCaps: false }), { code: 'INVALID' })
   t.throws(() => spawnJoined({ pid: 1, argv: [], env: [], namespaces: 0, seccomp: false, ambientCaps: false }), { code: 'INVALID' })
   t.throws(() => spawnJoined({ pid: 1, argv: ['x'], env: ['NOEQUALS'], namespaces: 0, seccomp: false, ambientCaps: false }), { code: 'INVALID' })
+})
+
+t.test('a mount batch is framed, starts with the BATCH record, and phase 1 carries NOFILE only when known', async t => {
+  const b = encodeBatch(fstab('/a /b none bind\n'))
+  t.equal(b.readUInt32LE(0), b.length - 4)
+  t.same([b.readUInt32LE(4), b.readUInt32LE(8), b.readUInt32LE(12)], [TAG.BATCH, 4, 1])
+  const tags = (buf: Buffer): number[] => {
+    const out: number[] = []
+    for (let off = 0; off < buf.length; off += 8 + Math.ceil(buf.readUInt32LE(off + 4) / 4) * 4) out.push(buf.readUInt32LE(off))
+    return out
+  }
+  const base = { flags: 0, rootfs: { kind: 'dir' as const, path: '/r' }, mntDir: '/m', squashfuse: '/s', innerUid: 1, innerGid: 1, earlyMounts: [] }
+  t.notOk(tags(encodePhase1(base)).includes(TAG.NOFILE))
+  t.notOk(tags(encodePhase1({ ...base, nofile: 0 })).includes(TAG.NOFILE))
+  t.ok(tags(encodePhase1({ ...base, nofile: 1024 })).includes(TAG.NOFILE))
+})
+
+t.test('the caller\'s RLIMIT_NOFILE soft limit is our parent\'s when its hard limit is ours', async t => {
+  const limits = (pid: number): string[] | undefined => /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.slice(1)
+  const self = limits(process.pid)
+  const parent = limits(process.ppid)
+  const n = callerNofile()
+  if (self === undefined || parent === undefined || parent[1] !== self[1] || parent[0] === 'unlimited' || Number(parent[0]) >= Number(self[0])) t.equal(n, 0)
+  else t.equal(n, Number(parent[0]))
+  t.equal(callerNofile(999999999), 0, 'an unreadable parent changes nothing')
 })

@@ -59,19 +59,29 @@ function procRow (pid: number, st: Stat, bootSec: number): ProcRow {
 }
 
 /**
- * Our own starts: each runtime directory holds `.owner` ("<pid> <start time>", written by the engine) and
- * `name` (written by start). The container's processes descend from the owner. Stale directories (a
- * reused pid has another start time) are ignored.
+ * Our own starts: each runtime directory holds `name`, `.owner` ("<pid> <start time>") and, once forked,
+ * `container` (the container's first pid), all written by the engine. The container's processes descend
+ * from that pid, and from the owner; the container pid wins, since one owner (the Slurm launcher) may run
+ * several containers. Stale directories (a reused pid has another start time) are ignored; a directory
+ * without a name (an image file started directly) names its processes ''.
  */
-function ownStarts (runtimePath: string, stats: Map<number, Stat>): Map<number, string> {
-  const out = new Map<number, string>()
+interface Starts { owners: Map<number, string>, children: Map<number, string> }
+
+function ownStarts (runtimePath: string, stats: Map<number, Stat>): Starts {
+  const out: Starts = { owners: new Map(), children: new Map() }
   let dirs: string[] = []
   try { dirs = readdirSync(runtimePath) } catch {}
   for (const d of dirs) {
     try {
       const [pid, start] = readFileSync(join(runtimePath, d, '.owner'), 'utf8').trim().split(' ')
       if (stats.get(Number(pid))?.fields[19] !== start) continue
-      out.set(Number(pid), readFileSync(join(runtimePath, d, 'name'), 'utf8').trim())
+      let name = ''
+      try { name = readFileSync(join(runtimePath, d, 'name'), 'utf8').trim() } catch {}
+      if (!out.owners.has(Number(pid))) out.owners.set(Number(pid), name)
+      let child = NaN
+      try { child = Number(readFileSync(join(runtimePath, d, 'container'), 'utf8').trim()) } catch {}
+      // the container pid must still be the owner's child (not a reused pid)
+      if (Number.isInteger(child) && Number(stats.get(child)?.fields[1]) === Number(pid)) out.children.set(child, name)
     } catch {}
   }
   return out
@@ -91,9 +101,11 @@ function containerOf (pid: number, data: string): string | undefined {
 }
 
 /** The container of a process: a start it descends from, else enroot's mount rule; '' when unnamed. */
-function nameOf (pid: number, stats: Map<number, Stat>, starts: Map<number, string>, data: string): string | undefined {
+function nameOf (pid: number, stats: Map<number, Stat>, starts: Starts, data: string): string | undefined {
+  const own = starts.children.get(pid)
+  if (own !== undefined) return own
   for (let p = Number(stats.get(pid)?.fields[1]), hops = 0; p > 1 && hops < 64; p = Number(stats.get(p)?.fields[1]), hops++) {
-    const name = starts.get(p)
+    const name = starts.children.get(p) ?? starts.owners.get(p)
     if (name !== undefined) return name
   }
   return containerOf(pid, data)

@@ -1,5 +1,3 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Command } from './types.js'
 import type { Config } from '../config/load.js'
 import { UsageError } from '../util/errors.js'
@@ -65,18 +63,11 @@ export function startOptions (args: Parsed, rootfs: string, command: string[]): 
 export async function startPlan (opts: StartOptions, cfg: Config): Promise<number> {
   const { plan } = buildPlan(opts, cfg)
   log.debug(`plan: ${JSON.stringify({ ...plan, hookEnv: undefined })}`)
-  // `list --fancy` finds running containers by this file (the engine removes the directory at exit).
-  mkdirSync(plan.runtimeDir, { recursive: true, mode: 0o700 })
-  writeFileSync(join(plan.runtimeDir, 'name'), `${plan.name ?? ''}\n`)
-  // The acting side is loaded only once the plan is valid.
-  try {
-    const { runContainer } = await import('../runtime/engine.js')
-    const { engineBuiltinHook } = await import('../pipeline/builtin-hooks/apply.js')
-    return (await runContainer(plan, { builtinHook: engineBuiltinHook })).status
-  } catch (err) {
-    rmSync(plan.runtimeDir, { recursive: true, force: true })
-    throw err
-  }
+  // The acting side is loaded only once the plan is valid; the engine owns the runtime directory.
+  const [{ runContainer }, { engineBuiltinHook }] = await Promise.all([
+    import('../runtime/engine.js'), import('../pipeline/builtin-hooks/apply.js')
+  ])
+  return (await runContainer(plan, { builtinHook: engineBuiltinHook })).status
 }
 
 export const command: Command = {

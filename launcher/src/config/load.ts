@@ -59,6 +59,24 @@ export function evaluateValues (values: readonly string[], env: Env, files: read
   return values.map((_, i) => parts[i] ?? '')
 }
 
+const RESERVED = new Set(['if', 'then', 'else', 'elif', 'fi', 'case', 'esac', 'for', 'select', 'while', 'until', 'do', 'done',
+  'in', 'function', 'time', '{', '}', '!', '[[', ']]', 'coproc'])
+
+/**
+ * Whether `bash -n` could reject the file: only when it has shell syntax. Lines of plain words (no quote,
+ * operator, expansion or comment character, and no reserved word where a command goes) always parse, so
+ * the usual enroot.conf needs no bash at all; anything else is left to bash itself.
+ */
+export function needsSyntaxCheck (text: string): boolean {
+  for (const raw of text.split('\n')) {
+    const line = raw.trim()
+    if (line === '' || line.startsWith('#')) continue
+    if (SHELL_SPECIAL.test(line)) return true
+    if (RESERVED.has(line.split(/\s+/)[0] as string)) return true
+  }
+  return false
+}
+
 export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
 function cleanEnv (env: Env): Record<string, string> {
@@ -142,12 +160,12 @@ export function loadConfig (opts: LoadOptions = {}): Config {
   const uid = opts.uid ?? (process.getuid?.() ?? 0)
   const files = configFiles(sysconfdir)
   const lines: ConfigLine[] = []
-  const nonEmpty: string[] = []
+  const nonEmpty: string[] = []   // the files bash must check (`bash -n`)
   for (const f of files) {
     const text = readFileSync(f, 'utf8')
     const parsed = parseConfigText(text, f)
     lines.push(...parsed)
-    if (parsed.length > 0 || /^\s*[^#\s]/m.test(text)) nonEmpty.push(f)
+    if (needsSyntaxCheck(text)) nonEmpty.push(f)
   }
   const values = evaluateValues(lines.map(l => l.value), base, nonEmpty)
   const fromFile: Record<string, string> = {}

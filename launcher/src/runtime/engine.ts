@@ -11,12 +11,16 @@ import { formatEnv, mergeEnv } from '../pipeline/envfile.js'
 import { parseFstab } from '../pipeline/fstab.js'
 import type { ContainerPlan, HookSpec, MountOp } from './plan-types.js'
 import {
-  FLAG, MSG_SIZE, NS, decodeRecord, encodePhase1, encodePhase2, makeStepError, spawnJoined, startContainer,
+  FLAG, MSG_SIZE, NS, decodeRecord, encodeBatch, encodePhase1, encodePhase2, makeStepError, spawnJoined, startContainer,
   waitChild, type ChildExit, type StatusRecord
 } from './native.js'
 
-/** What a built-in hook (HookSpec.builtin) hands back: the two outputs of enroot's hook contract. */
-export interface BuiltinHookResult { environ?: string[], mounts?: MountOp[] }
+/**
+ * What a built-in hook (HookSpec.builtin) hands back: enroot's hook contract as data. `direct` are the
+ * mounts the shell hook made itself (enroot-mount): in place before the next hook runs. `mounts` are the
+ * lines it appended to $ENROOT_MOUNTS: mounted after all hooks.
+ */
+export interface BuiltinHookResult { environ?: string[], direct?: MountOp[], mounts?: MountOp[] }
 export interface BuiltinHookContext {
   /** container pid (host view): /proc/PID/root + rootfs reaches the rootfs from the host */
   pid: number
@@ -79,6 +83,9 @@ function prepareRuntimeDir (plan: ContainerPlan): void {
   cleanStaleRuntimeDirs(dirname(dir))
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   chmodSync(dir, 0o700)
+  // `list --fancy` finds running containers by these two files; `name` first, so that a `.owner` it
+  // reads always has its name next to it (in-process callers such as the Slurm launcher get it too).
+  writeFileSync(join(dir, 'name'), `${plan.name ?? ''}\n`)
   writeFileSync(join(dir, OWNER), `${process.pid} ${startTime(process.pid) ?? '0'}\n`)
   writeFileSync(join(dir, 'environment'), plan.environ.map(l => `${l}\n`).join(''))
   writeFileSync(join(dir, 'fstab'), '')
@@ -92,15 +99,42 @@ async function readChunk (fd: number, buf: Buffer, off: number): Promise<number>
   })
 }
 
-async function * records (fd: number): AsyncGenerator<StatusRecord> {
-  const buf = Buffer.alloc(MSG_SIZE)
-  let got = 0
-  for (;;) {
-    const n = await readChunk(fd, buf, got)
-    if (n === 0) return
-    got += n
-    if (got === MSG_SIZE) { yield decodeRecord(buf); got = 0 }
+/** The status pipe read one record at a time, by the main loop and by hooks waiting for an 'A'. */
+class RecordReader {
+  private readonly buf = Buffer.alloc(MSG_SIZE)
+  constructor (private readonly fd: number) {}
+  /** the next record, or undefined at EOF (exec, or the child died) */
+  async next (): Promise<StatusRecord | undefined> {
+    let got = 0
+    for (;;) {
+      const n = await readChunk(this.fd, this.buf, got)
+      if (n === 0) return undefined
+      got += n
+      if (got === MSG_SIZE) return decodeRecord(this.buf)
+    }
   }
+}
+
+/** Mount now, inside the child's namespace, and wait until it is done (or failed). */
+type ApplyMounts = (mounts: readonly MountOp[]) => Promise<void>
+
+/**
+ * Node raises its RLIMIT_NOFILE soft limit to the hard one at start-up; the container should see the
+ * caller's. The caller is our parent (a shell, or Slurm's step daemon): its soft limit is ours when its
+ * hard limit is too. 0 when unknown (nothing is changed then).
+ */
+export function callerNofile (ppid: number = process.ppid): number {
+  const parse = (pid: string): [string, string] | undefined => {
+    try {
+      const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))
+      return m === null ? undefined : [m[1] as string, m[2] as string]
+    } catch { return undefined }
+  }
+  const mine = parse('self')
+  const parent = parse(String(ppid))
+  if (mine === undefined || parent === undefined || parent[1] !== mine[1] || parent[0] === 'unlimited') return 0
+  const soft = Number(parent[0])
+  return mine[0] === 'unlimited' || soft < Number(mine[0]) ? soft : 0
 }
 
 function phase1Flags (plan: ContainerPlan): number {
@@ -134,7 +168,7 @@ function forwardSignals (pid: () => number): () => void {
 
 interface HookRun { pid: number, rootfs: string }
 
-async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions): Promise<MountOp[]> {
+async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions, apply: ApplyMounts): Promise<MountOp[]> {
   const envFile = join(plan.runtimeDir, 'environment')
   const mountsFile = join(plan.runtimeDir, 'fstab')
   const env: Record<string, string> = { ...plan.hookEnv }
@@ -148,6 +182,11 @@ async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions)
       const environ = formatEnv(readFileSync(envFile, 'utf8'))
       const out = await opts.builtinHook(hook, { pid: run.pid, rootfs: run.rootfs, runtimeDir: plan.runtimeDir, env, environ })
       if (out.environ !== undefined && out.environ.length > 0) writeFileSync(envFile, out.environ.map(l => `${l}\n`).join(''), { flag: 'a' })
+      // enroot's 10-devices and 10-cgroups mounted directly: a later hook that binds into /dev must see them.
+      if (out.direct !== undefined && out.direct.length > 0) {
+        log.debug(`native: mount batch (${out.direct.length} mounts of ${hook.path})`)
+        await apply(out.direct)
+      }
       if (out.mounts !== undefined) extraMounts.push(...out.mounts)
       continue
     }
@@ -172,25 +211,30 @@ async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions)
 
 /** Start the container described by plan and wait for it; the result is the container's own status. */
 export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {}): Promise<ContainerResult> {
-  prepareRuntimeDir(plan)
   const rootfs = plan.rootfs.kind === 'dir' ? { kind: 'dir' as const, path: plan.rootfs.path } : { kind: 'squashfs' as const, image: plan.rootfs.image }
-  const phase1 = encodePhase1({
-    flags: phase1Flags(plan),
-    rootfs,
-    mntDir: join(plan.runtimeDir, 'mnt'),
-    squashfuse: opts.squashfuse ?? '/usr/bin/squashfuse',
-    innerUid: plan.remapRoot ? 0 : process.geteuid?.() ?? 0,
-    innerGid: plan.remapRoot ? 0 : process.getegid?.() ?? 0,
-    earlyMounts: plan.earlyMounts
-  })
   let handle
   try {
+    // Encoded first: a plan the wire format refuses (a NUL byte) leaves nothing behind.
+    const phase1 = encodePhase1({
+      flags: phase1Flags(plan),
+      rootfs,
+      mntDir: join(plan.runtimeDir, 'mnt'),
+      squashfuse: opts.squashfuse ?? '/usr/bin/squashfuse',
+      innerUid: plan.remapRoot ? 0 : process.geteuid?.() ?? 0,
+      innerGid: plan.remapRoot ? 0 : process.getegid?.() ?? 0,
+      earlyMounts: plan.earlyMounts,
+      nofile: callerNofile()
+    })
+    prepareRuntimeDir(plan)
     handle = startContainer(phase1)
   } catch (err) {
     rmSync(plan.runtimeDir, { recursive: true, force: true })
     throw err
   }
   const child = handle.pid
+  // `list --fancy` maps the container's processes to this start by this pid: one process may run several
+  // containers (the Slurm launcher), so the owner's pid alone cannot name them.
+  try { writeFileSync(join(plan.runtimeDir, 'container'), `${child}\n`) } catch {}
   log.debug(`native: startContainer → pid ${child} (${plan.rootfs.kind === 'dir' ? plan.rootfs.path : plan.rootfs.image})`)
   let containerPid = child
   const exited = waitChild(child)
@@ -199,9 +243,24 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
   const closeControl = (): void => { if (controlOpen) { controlOpen = false; try { closeSync(handle.controlFd) } catch {} } }
   let failure: Error | undefined
   let ready = false
+  const reader = new RecordReader(handle.statusFd)
+  const apply: ApplyMounts = async (mounts) => {
+    const batch = encodeBatch(mounts)
+    for (let off = 0; off < batch.length;) off += writeSync(handle.controlFd, batch, off)
+    for (;;) {
+      const r = await reader.next()
+      if (r === undefined) throw new EnrootError('SYSCALL', 'container setup exited while mounting hook output')
+      if (r.type === 'A') return
+      if (r.type === 'W') log.warn(makeStepError(r.step, r.errno, r.path).message)
+      if (r.type === 'E') {
+        const native = makeStepError(r.step, r.errno, r.path)
+        throw new EnrootError('SYSCALL', native.message, { cause: native })
+      }
+    }
+  }
   try {
     try {
-      for await (const r of records(handle.statusFd)) {
+      for (let r = await reader.next(); r !== undefined; r = await reader.next()) {
         if (r.type === 'P') containerPid = r.value
         else if (r.type === 'W') log.warn(makeStepError(r.step, r.errno, r.path).message)
         else if (r.type === 'E') {
@@ -212,7 +271,7 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
           ready = true
           let hookMounts: MountOp[]
           try {
-            hookMounts = await runHooks(plan, { pid: containerPid, rootfs: r.path }, opts)
+            hookMounts = await runHooks(plan, { pid: containerPid, rootfs: r.path }, opts, apply)
           } catch (err) {
             failure = err as Error
             try { process.kill(child, 'SIGKILL') } catch {}

@@ -106,7 +106,7 @@ function capLast (): number {
 // ---- wire format (native/src/wire.h) ----
 export const TAG = {
   FLAGS: 1, ROOTFS_DIR: 2, ROOTFS_IMAGE: 3, MNTDIR: 4, SQUASHFUSE: 5, MOUNT: 6, ENV: 7, ARG: 8, RC: 9,
-  CAPLAST: 10, INNER_UID: 11, INNER_GID: 12
+  CAPLAST: 10, INNER_UID: 11, INNER_GID: 12, BATCH: 14, NOFILE: 15
 } as const
 export const FLAG = {
   USERNS: 1, REMAP: 2, PID: 4, NET: 8, IPC: 16, UTS: 32, WRITABLE: 64, SECCOMP: 128, LOGIN: 256
@@ -156,12 +156,15 @@ export interface Phase1 {
   innerUid: number
   innerGid: number
   earlyMounts: readonly MountOp[]
+  /** RLIMIT_NOFILE soft limit the container gets back (Node raised ours); 0 leaves it */
+  nofile?: number
 }
 
 export function encodePhase1 (p: Phase1): Buffer {
   const w = new Writer().u32(TAG.FLAGS, p.flags).u32(TAG.CAPLAST, capLast())
     .u32(TAG.INNER_UID, p.innerUid).u32(TAG.INNER_GID, p.innerGid)
     .str(TAG.MNTDIR, p.mntDir).str(TAG.SQUASHFUSE, p.squashfuse)
+  if (p.nofile !== undefined && p.nofile > 0) w.u32(TAG.NOFILE, Math.min(p.nofile, 0xffffffff))
   if (p.rootfs.kind === 'dir') w.str(TAG.ROOTFS_DIR, p.rootfs.path)
   else w.str(TAG.ROOTFS_IMAGE, p.rootfs.image)
   for (const m of p.earlyMounts) w.mount(m)
@@ -176,6 +179,12 @@ export interface Phase2 {
   rc?: string
 }
 
+const framed = (body: Buffer): Buffer => {
+  const len = Buffer.alloc(4)
+  len.writeUInt32LE(body.length, 0)
+  return Buffer.concat([len, body])
+}
+
 /** Phase 2 as sent on the control pipe: [u32 length][records]. */
 export function encodePhase2 (p: Phase2): Buffer {
   const w = new Writer()
@@ -183,15 +192,19 @@ export function encodePhase2 (p: Phase2): Buffer {
   for (const e of p.env) w.str(TAG.ENV, e)
   for (const a of p.command) w.str(TAG.ARG, a)
   if (p.rc !== undefined) w.str(TAG.RC, p.rc)
-  const body = w.done()
-  const len = Buffer.alloc(4)
-  len.writeUInt32LE(body.length, 0)
-  return Buffer.concat([len, body])
+  return framed(w.done())
+}
+
+/** Mounts to apply now, before the next hook (a built-in hook's direct mounts); the child answers 'A'. */
+export function encodeBatch (mounts: readonly MountOp[]): Buffer {
+  const w = new Writer().u32(TAG.BATCH, 1)
+  for (const m of mounts) w.mount(m)
+  return framed(w.done())
 }
 
 // ---- status records (native/src/errors.h struct enr_msg) ----
 export const MSG_SIZE = 16 + 2048
-export interface StatusRecord { type: 'E' | 'W' | 'R' | 'P', step: number, errno: number, value: number, path: string }
+export interface StatusRecord { type: 'E' | 'W' | 'R' | 'P' | 'A', step: number, errno: number, value: number, path: string }
 
 export function decodeRecord (b: Buffer): StatusRecord {
   const nul = b.indexOf(0, 16)

@@ -45,9 +45,13 @@ t.test('files go to the runtime dir and are bound over the image\'s; --rw writes
   t.same(out.files.map(f => [f.path, f.inRootfs]), [['/run/enroot/7/passwd', false], ['/run/enroot/7/group', false]])
   t.match(out.files[0]?.content, /^root:x:0:0:root:\/root:\/bin\/sh\nnobody:x:\d+:\d+:nobody:\/:\/sbin\/nologin\n/)
   t.same(out.mount.map(o => [o.source, o.target, o.create, o.flags]), [
-    ['/run/enroot/7/passwd', '/etc/passwd', 'file', MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC],
-    ['/run/enroot/7/group', '/etc/group', 'file', MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC]
-  ])
+    ['/run/enroot/7/passwd', '/etc/passwd', 'file', MS.BIND | MS.NOSUID | MS.NODEV | MS.NOEXEC],
+    ['/run/enroot/7/group', '/etc/group', 'file', MS.BIND | MS.NOSUID | MS.NODEV | MS.NOEXEC]
+  ], 'writable while the later hooks run')
+  t.same(out.fstab.map(o => [o.target, o.flags]), [
+    ['/etc/passwd', MS.REMOUNT | MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC],
+    ['/etc/group', MS.REMOUNT | MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC]
+  ], 'read-only for the container')
   t.same(out.dirs, [{ path: '/root', mode: 0o755 }])
   const rw = shadow({ ...ctx, env: { ENROOT_ROOTFS_WRITABLE: 'y' } })
   t.same(rw.files.map(f => [f.path, f.inRootfs]), [['/etc/passwd', true], ['/etc/group', true]])

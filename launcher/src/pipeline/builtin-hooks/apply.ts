@@ -65,6 +65,6 @@ export async function engineBuiltinHook (spec: HookSpec, ctx: BuiltinHookContext
   }
   const out = runBuiltinHook(spec.builtin ?? '', hctx)
   applyHostSide(out, rootfs)
-  // The engine mounts hook output after all hooks; a hook's direct mounts come first, as they happened first.
-  return { environ: out.environ, mounts: [...out.mount, ...out.fstab] }
+  // Direct mounts happen before the next hook (as enroot-mount did inside the shell hook); fstab lines after all hooks.
+  return { environ: out.environ, direct: out.mount, mounts: out.fstab }
 }

@@ -93,9 +93,15 @@ export function shadow (ctx: HookContext): HookOutput {
       { path: p, inRootfs: false, content: files.passwd, mode: 0o644 },
       { path: g, inRootfs: false, content: files.group, mode: 0o644 }
     ]
+    // Bound writable at once, as enroot's hook wrote the files at once: later hooks read the new entries and
+    // may add their own. Read-only for the container, after all hooks.
     out.mount = fstabOps([
-      `${escapeField(p)} /etc/passwd none x-create=file,bind,ro,nosuid,nodev,noexec`,
-      `${escapeField(g)} /etc/group none x-create=file,bind,ro,nosuid,nodev,noexec`
+      `${escapeField(p)} /etc/passwd none x-create=file,bind,rw,nosuid,nodev,noexec`,
+      `${escapeField(g)} /etc/group none x-create=file,bind,rw,nosuid,nodev,noexec`
+    ], 'hooks.d/10-shadow.sh')
+    out.fstab = fstabOps([
+      'none /etc/passwd none remount,bind,ro,nosuid,nodev,noexec',
+      'none /etc/group none remount,bind,ro,nosuid,nodev,noexec'
     ], 'hooks.d/10-shadow.sh')
   }
   // The login emulation changes into $HOME and fails when it is missing (unless DEFAULT_HOME); the skeleton
