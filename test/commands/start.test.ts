@@ -340,3 +340,16 @@ t.test('a hook after 10-shadow reads and extends the new /etc/passwd; the contai
   t.equal(r.status, 0, r.stderr)
   t.match(r.stdout, /^root:x:0:0:root:\/root:\/bin\/sh\n1\n.*read-only\n$/s)
 })
+
+t.test('--net, --ipc, --uts and --pid with the shipped drop-ins: own loopback, own sysfs with cgroups, pid 1, own hostname under --root', async t => {
+  if (!haveNative(t)) return
+  const dir = userTmp(t)
+  const env = enrootEnv(dir, { ENROOT_SYSCONF_PATH: REPO })
+  t.equal((await enroot(['create', '-n', 'bb', busyboxImage(dir)], env)).status, 0)
+  const net = await enroot(['start', '--net', 'bb', '/bin/busybox', 'sh', '-c', 'ls /sys/class/net; ls /sys/fs/cgroup | head -1'], env)
+  t.equal(net.status, 0, net.stderr)
+  t.match(net.stdout, /^lo\n\S+\n$/, 'only loopback, and the cgroup view is there')
+  const all = await enroot(['start', '--root', '--pid', '--ipc', '--uts', 'bb', '/bin/busybox', 'sh', '-c', 'echo $$; hostname x && hostname'], { ...env, ENROOT_LOGIN_SHELL: 'no' })
+  t.equal(all.status, 0, all.stderr)
+  t.equal(all.stdout, '1\nx\n')
+})

@@ -120,9 +120,7 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) &&
     t.same(leftovers(), [])
   })
 
-  // todo: `enroot start --net NAME` fails outside Slurm too (the runtime cannot create
-  // <rootfs>/sys/fs/cgroup/systemd over the fresh sysfs); owned by the runtime, reported.
-  t.test('--container-unshare=net: only loopback inside', { todo: 'enroot start --net fails in the runtime (sys/fs/cgroup/systemd)' }, async t => {
+  t.test('--container-unshare=net: only loopback inside', async t => {
     const shared = await cluster.srun(['-N1', `--container-image=${image}`, 'ls', '/sys/class/net'], { env })
     t.equal(shared.status, 0, shared.stderr)
     const own = await cluster.srun(['-N1', `--container-image=${image}`, '--container-unshare=net', 'ls', '/sys/class/net'], { env })

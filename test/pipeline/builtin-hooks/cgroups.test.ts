@@ -29,6 +29,14 @@ t.test('hybrid host: each v1 controller and the unified hierarchy are bound read
   ])
 })
 
+t.test('a fresh sysfs (--net) on a hybrid host gets a tmpfs at /sys/fs/cgroup for the controller mount points', async t => {
+  const lines = cgroupLines(HYBRID_CGROUP, HYBRID_MOUNTINFO, false, true)
+  t.equal(lines[0], 'tmpfs /sys/fs/cgroup tmpfs x-create=dir,mode=755,nosuid,noexec,nodev')
+  t.same(lines.slice(1), cgroupLines(HYBRID_CGROUP, HYBRID_MOUNTINFO, false))
+  const v2 = '30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n'
+  t.notMatch(cgroupLines('0::/\n', v2, false, true).join('\n'), /tmpfs/, 'not on a v2 host: sysfs has the mount point')
+})
+
 t.test('v2 host: the own subtree, one level up in a Slurm step', async t => {
   const mi = '30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n'
   const cg = '0::/system.slice/slurmstepd.scope/job_1/step_0/user/task_0\n'

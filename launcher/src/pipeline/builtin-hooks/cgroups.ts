@@ -22,10 +22,18 @@ export function parseMountInfo (text: string): MountInfo[] {
   return out
 }
 
-/** The fstab lines 10-cgroups would emit for /proc/self/cgroup and /proc/self/mountinfo. */
-export function cgroupLines (procCgroup: string, mountinfo: string, slurmStep: boolean): string[] {
+/**
+ * The fstab lines 10-cgroups would emit for /proc/self/cgroup and /proc/self/mountinfo. freshSysfs: the
+ * container got its own sysfs (--net), where /sys/fs/cgroup is an empty directory of sysfs in which no
+ * controller directory can be created; on v1 and hybrid hosts (/sys/fs/cgroup a tmpfs) a tmpfs is put
+ * there first so that each controller's mount point can be made.
+ */
+export function cgroupLines (procCgroup: string, mountinfo: string, slurmStep: boolean, freshSysfs = false): string[] {
   const mounts = parseMountInfo(mountinfo)
   const lines: string[] = []
+  if (freshSysfs && mounts.some(mi => mi.mountPoint === '/sys/fs/cgroup' && mi.fstype === 'tmpfs')) {
+    lines.push('tmpfs /sys/fs/cgroup tmpfs x-create=dir,mode=755,nosuid,noexec,nodev')
+  }
   for (const line of procCgroup.split('\n')) {
     const m = /^(\d+):([^:]*):(.*)$/.exec(line)
     if (m === null) continue
@@ -46,7 +54,8 @@ export function cgroupLines (procCgroup: string, mountinfo: string, slurmStep: b
 
 export function cgroups (ctx: HookContext): HookOutput {
   const out = emptyOutput()
-  const lines = cgroupLines(readText('/proc/self/cgroup') ?? '', readText('/proc/self/mountinfo') ?? '', (ctx.env.SLURM_STEP_ID ?? '') !== '')
+  const lines = cgroupLines(readText('/proc/self/cgroup') ?? '', readText('/proc/self/mountinfo') ?? '',
+    (ctx.env.SLURM_STEP_ID ?? '') !== '', (ctx.env.ENROOT_UNSHARE_NET ?? '') !== '')
   out.mount = fstabOps(lines, 'hooks.d/10-cgroups.sh')
   return out
 }
