@@ -7,6 +7,7 @@
 // write the cache directory can change it, which trust.ts restricts to the cache's owner. Re-hashing a
 // 200 MB layer costs ~0.4 s here, twice the whole warm-import budget, and protects only against that owner
 // (or bit rot). A blob's size is still compared on every use: it is free and catches a truncated file.
+import { makeDirsAsync } from '../util/fs.js'
 import { promises as fsp, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { EnrootError, fromSystemError } from '../util/errors.js'
@@ -47,7 +48,7 @@ const ENTRY_DIRS = ['blobs', 'blobs/sha256', 'images', 'tmp', 'locks']
 /** Open (creating if needed) the cache at opts.root, after checking that it can be trusted (trust.ts). */
 export async function openCache (opts: StoreOptions): Promise<CacheStore> {
   // enroot creates its directories with umask 077: a new per-user cache is private.
-  await fsp.mkdir(opts.root, { recursive: true, mode: 0o700 }).catch((err: unknown) => { throw fromSystemError(err, opts.root) })
+  await makeDirsAsync(opts.root, 0o700)
   const uid = process.getuid?.() ?? 0
   const access = checkCacheTrust(opts.root, uid, ENTRY_DIRS)
   const layout = cacheLayout(access.root)
@@ -171,7 +172,7 @@ class Store implements CacheStore {
   private async producePrivately (name: string, good: () => Promise<string | undefined>, make: Producer): Promise<{ path: string, made: boolean }> {
     const hit = await good()
     if (hit !== undefined) return { path: hit, made: false }
-    await fsp.mkdir(this.opts.scratch, { recursive: true, mode: 0o700 })
+    await makeDirsAsync(this.opts.scratch, 0o700)
     const path = join(this.opts.scratch, name)
     const tmp = `${path}.${newNonce()}.part`
     try {

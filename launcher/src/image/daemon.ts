@@ -9,6 +9,7 @@
 //                                                     `docker rm` even for podman, a bug)
 // Provenance is the URI as given. Nothing is cached: the engine's storage is the cache, and an image
 // name there has no digest we could trust to stay put. `--arch` only warns on a mismatch, as in enroot.
+import { makeDirsAsync } from '../util/fs.js'
 import { promises as fsp, rmSync, unlinkSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -126,7 +127,7 @@ export async function importFromDaemon (cfg: Config, req: ImportRequest): Promis
     if (created) spawn(engine, ['rm', '-f', '-v', container], { stdio: 'ignore', detached: true }).unref()
   })
   try {
-    await fsp.mkdir(scratch, { recursive: true, mode: 0o700 })
+    await makeDirsAsync(scratch, 0o700)
     progress({ kind: 'phase', phase: 'resolve' })
     log.info('Fetching image')
     created = true

@@ -3,6 +3,7 @@
 // Layers are downloaded only inside the image build, so when the image is cached (or being built by
 // another importer we wait for) no layer is touched. Every blob and image goes through the cache's
 // single-flight, so many importers of one image, on one node or many, download and convert it once.
+import { makeDirsAsync } from '../util/fs.js'
 import { promises as fsp, rmSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { Config } from '../config/load.js'
@@ -96,7 +97,7 @@ export async function importImage (cfg: Config, req: ImportRequest): Promise<Imp
     const key = imageKey(keyInput)
 
     const image = await store.ensureImage(key, async (tmp) => {
-      await fsp.mkdir(scratch, { recursive: true, mode: 0o700 })
+      await makeDirsAsync(scratch, 0o700)
       // Loaded only when converting: a warm import must not pay for the flattener.
       const { buildSquashfs } = await import('./squash.js')
       // The conversion starts as soon as the top-most layer is in the cache (it reads top-most first)

@@ -7,6 +7,7 @@
 // entries refused), and extract.ts writes that stream as the invoking user, confined to the rootfs.
 // The existing rootfs (with --force) is removed only once the image has resolved, so a mistyped URI does
 // not destroy it; a failed or interrupted load removes what it made.
+import { makeDirsAsync } from '../util/fs.js'
 import { promises as fsp, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -85,7 +86,7 @@ export async function loadImage (cfg: Config, req: LoadRequest): Promise<{ rootf
     await fsp.mkdir(dataPath(cfg), { recursive: true, mode: 0o700 })
     await fsp.mkdir(rootfs, { mode: 0o755 }).catch((err: unknown) => { throw fromSystemError(err, rootfs) })
     made = true
-    await fsp.mkdir(scratch, { recursive: true, mode: 0o700 })
+    await makeDirsAsync(scratch, 0o700)
     progress({ kind: 'phase', phase: 'convert' })
     log.info('Extracting image layers...')
     const stats = await flattenInto(rootfs, layers, imageFiles(config, canonicalUri(ref)), scratch, stop.signal)

@@ -2,6 +2,7 @@
 // private rootfs and applies the early mounts (phase 1); hooks run here, each joining the child's user
 // and mount namespaces; the child then applies hook and late mounts, remounts the rootfs read-only,
 // switches root and execs the command (phase 2). The container is that child: its status is ours.
+import { makeDirs } from '../util/fs.js'
 import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, read, rmSync, writeFileSync, writeSync, chmodSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -81,7 +82,7 @@ export function cleanStaleRuntimeDirs (parent: string): void {
 function prepareRuntimeDir (plan: ContainerPlan): void {
   const dir = plan.runtimeDir
   cleanStaleRuntimeDirs(dirname(dir))
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  makeDirs(dir, 0o700)
   chmodSync(dir, 0o700)
   // `list --fancy` finds running containers by these two files; `name` first, so that a `.owner` it
   // reads always has its name next to it (in-process callers such as the Slurm launcher get it too).
@@ -228,7 +229,8 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
     prepareRuntimeDir(plan)
     handle = startContainer(phase1)
   } catch (err) {
-    rmSync(plan.runtimeDir, { recursive: true, force: true })
+    // the directory may not exist (or not be ours): what failed is the error to report, not the cleanup
+    try { rmSync(plan.runtimeDir, { recursive: true, force: true }) } catch {}
     throw err
   }
   const child = handle.pid

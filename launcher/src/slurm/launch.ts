@@ -7,6 +7,7 @@
 //                   until the shim kills it at step end;
 //   slurm-teardown: after the step's last local task: --container-save export, remove unnamed containers;
 //   slurm-epilog:   container_scope=job: remove this job's containers on the node.
+import { makeDirs } from '../util/fs.js'
 import { spawnSync } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -28,7 +29,7 @@ const say = (msg: string): void => { process.stderr.write(`pyxis: ${msg}\n`) }
 
 function runtimeDir (r: StepRequest): string {
   const dir = join(r.runtimePath, String(process.getuid?.() ?? 0))
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  makeDirs(dir, 0o700)
   return dir
 }
 
@@ -182,7 +183,7 @@ async function start (r: StepRequest, cfg: Config, rootfs: string, name: string)
     const { buildPlan } = await import('../runtime/plan.js')
     const { plan } = buildPlan({ rootfs, conf, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
     // `enroot list --fancy` finds running containers by this file (the engine removes the directory at exit).
-    mkdirSync(plan.runtimeDir, { recursive: true, mode: 0o700 })
+    makeDirs(plan.runtimeDir, 0o700)
     writeFileSync(join(plan.runtimeDir, 'name'), `${plan.name ?? ''}\n`)
     const { runContainer } = await import('../runtime/engine.js')
     const { engineBuiltinHook } = await import('../pipeline/builtin-hooks/apply.js')
