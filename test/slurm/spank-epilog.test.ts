@@ -37,7 +37,9 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why)) {
     let files: string[] = []
     while (Date.now() < deadline) {
       files = readdirSync(out).filter(f => f.endsWith('.slurm-epilog.argv')).sort()
-      if (files.length === 2) break
+      // the recording launcher writes argv first and its ids next: wait for both
+      const complete = files.every(f => { try { return readFileSync(join(out, f.replace('.argv', '.id')), 'utf8').includes('gid=') } catch { return false } })
+      if (files.length === 2 && complete) break
       await new Promise(resolve => setTimeout(resolve, 100))
     }
     t.same(files.map(f => f.split('.')[0]), ['node1', 'node2'])
