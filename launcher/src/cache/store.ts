@@ -12,7 +12,8 @@ import { promises as fsp, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { EnrootError, fromSystemError } from '../util/errors.js'
 import { log } from '../util/log.js'
-import { acquire, newNonce, type LockOwner } from './lock.js'
+import { acquire, newNonce, describeOwner, type LockOwner } from './lock.js'
+import type { Config } from '../config/load.js'
 import { onInterrupt } from './interrupt.js'
 import { publishEntry } from './publish.js'
 import { checkCacheTrust, type CacheAccess } from './trust.js'
@@ -201,4 +202,21 @@ async function sizeIs (path: string, size: number): Promise<string | undefined> 
 async function nonEmptyFile (path: string): Promise<string | undefined> {
   const st = await fsp.stat(path).catch(() => undefined)
   return st !== undefined && st.isFile() && st.size > 0 ? path : undefined
+}
+
+/**
+ * The cache of one import or load as configured (ENROOT_CACHE_PATH, lock settings), with a private
+ * scratch directory on ENROOT_TEMP_PATH (node-local): the flattener's spool and the entries produced when
+ * the cache is read-only to us. The scratch is created on first use; the caller removes it.
+ */
+export async function openConfiguredCache (cfg: Config): Promise<{ store: CacheStore, scratch: string }> {
+  const scratch = join(cfg.get('ENROOT_TEMP_PATH') ?? '/tmp', `enroot.${newNonce()}`)
+  const store = await openCache({
+    root: cfg.get('ENROOT_CACHE_PATH') ?? '',
+    lockTimeoutS: cfg.int('ENROOT_LOCK_TIMEOUT'),
+    lockStaleS: cfg.int('ENROOT_LOCK_STALE'),
+    scratch,
+    onWait: (what, owner) => { log.info(`Waiting for ${describeOwner(owner)}, which is producing ${what}`) }
+  })
+  return { store, scratch }
 }

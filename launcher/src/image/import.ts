@@ -9,9 +9,8 @@ import { dirname, join, resolve } from 'node:path'
 import type { Config } from '../config/load.js'
 import { EnrootError, fileExists, invalidArgument, noSuchFile } from '../util/errors.js'
 import { log } from '../util/log.js'
-import { openCache, type CacheStore } from '../cache/store.js'
+import { openConfiguredCache, type CacheStore } from '../cache/store.js'
 import { imageKey, imageKeyMaterial } from '../cache/layout.js'
-import { describeOwner, newNonce } from '../cache/lock.js'
 import { onInterrupt } from '../cache/interrupt.js'
 import { publishOutput } from '../cache/publish.js'
 import { parseImageUri, defaultImportName, canonicalUri } from './uri.js'
@@ -72,14 +71,7 @@ export async function importImage (cfg: Config, req: ImportRequest): Promise<Imp
 
   // Private scratch on ENROOT_TEMP_PATH (node-local): the flattener's spool, and entries we produce when
   // the cache is read-only to us. Created on first use, always removed.
-  const scratch = join(cfg.get('ENROOT_TEMP_PATH') ?? '/tmp', `enroot.${newNonce()}`)
-  const store = await openCache({
-    root: cfg.get('ENROOT_CACHE_PATH') ?? '',
-    lockTimeoutS: cfg.int('ENROOT_LOCK_TIMEOUT'),
-    lockStaleS: cfg.int('ENROOT_LOCK_STALE'),
-    scratch,
-    onWait: (what, owner) => { log.info(`Waiting for ${describeOwner(owner)}, which is producing ${what}`) }
-  })
+  const { store, scratch } = await openConfiguredCache(cfg)
   const forgetScratch = onInterrupt(() => { rmSync(scratch, { recursive: true, force: true }) })
   const client = RegistryClient.fromConfig(ref, cfg)
   try {

@@ -14,8 +14,7 @@ import { PassThrough } from 'node:stream'
 import type { Config } from '../config/load.js'
 import { EnrootError, fileExists, invalidArgument, fromSystemError } from '../util/errors.js'
 import { log } from '../util/log.js'
-import { openCache, type CacheStore } from '../cache/store.js'
-import { describeOwner, newNonce } from '../cache/lock.js'
+import { openConfiguredCache, type CacheStore } from '../cache/store.js'
 import { onInterrupt } from '../cache/interrupt.js'
 import { containerPath, dataPath, removeTree } from '../runtime/rootfs-store.js'
 import { parseImageUri, defaultImportName, canonicalUri } from './uri.js'
@@ -50,14 +49,7 @@ export async function loadImage (cfg: Config, req: LoadRequest): Promise<{ rootf
   const platform = parseArch(arch)
   const progress = req.onProgress ?? (() => {})
 
-  const scratch = join(cfg.get('ENROOT_TEMP_PATH') ?? '/tmp', `enroot.${newNonce()}`)
-  const store = await openCache({
-    root: cfg.get('ENROOT_CACHE_PATH') ?? '',
-    lockTimeoutS: cfg.int('ENROOT_LOCK_TIMEOUT'),
-    lockStaleS: cfg.int('ENROOT_LOCK_STALE'),
-    scratch,
-    onWait: (what, owner) => { log.info(`Waiting for ${describeOwner(owner)}, which is producing ${what}`) }
-  })
+  const { store, scratch } = await openConfiguredCache(cfg)
   let made = false
   const forget = onInterrupt(() => {
     rmSync(scratch, { recursive: true, force: true })
