@@ -63,6 +63,24 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) &&
     t.same(leftovers(), [])
   })
 
+  t.test('exit codes, signals, stdout/stderr, stdin and the working directory behave as without a container', async t => {
+    const cases: string[][] = [['sh', '-c', 'echo out; echo err >&2; exit 3'], ['sh', '-c', 'kill -TERM $$'], ['sh', '-c', 'kill -KILL $$']]
+    for (const cmd of cases) {
+      const bare = await cluster.srun(['-N1', ...cmd], { env })
+      const boxed = await cluster.srun(['-N1', `--container-image=${image}`, ...cmd], { env })
+      t.equal(boxed.status, bare.status, `status of ${cmd.join(' ')} (${String(bare.status)})`)
+      t.equal(boxed.stdout, bare.stdout, 'stdout')
+      t.equal(boxed.stderr.includes('err'), bare.stderr.includes('err'), 'stderr')
+    }
+    const piped = await cluster.client('sh', ['-c', `echo piped | srun -N1 --container-image=${image} cat`], { env })
+    t.equal(piped.stdout, 'piped\n', piped.stderr)
+    const cwd = await cluster.srun(['-N1', `--container-image=${image}`, 'pwd'], { env })
+    t.equal(cwd.stdout, '/\n', 'the image WORKDIR (busybox: none, so /), as pyxis')
+    const wd = await cluster.srun(['-N1', `--container-image=${image}`, '--container-workdir=/tmp', 'pwd'], { env })
+    t.equal(wd.stdout, '/tmp\n')
+    t.same(leftovers(), [])
+  })
+
   t.test('sbatch: #SBATCH --container-image runs the batch script in the container', async t => {
     const script = join(cluster.shared, 'job.sh')
     writeFileSync(script, `#!/bin/sh\n#SBATCH --container-image=${image.replace('#', '\\#')}\n#SBATCH -o ${cluster.shared}/job.out\n` +
