@@ -6,6 +6,7 @@ import { home } from '../../../launcher/src/pipeline/builtin-hooks/home.js'
 import { aptfix, APT_CONF } from '../../../launcher/src/pipeline/builtin-hooks/aptfix.js'
 import { localtimeLines } from '../../../launcher/src/pipeline/builtin-hooks/localtime.js'
 import { runBuiltinHook } from '../../../launcher/src/pipeline/builtin-hooks/index.js'
+import { emptyOutput } from '../../../launcher/src/pipeline/builtin-hooks/types.js'
 
 const base = { rootfs: '/r', runtimeDir: '/run/x', environ: [], uid: 1000, gid: 1000 }
 
@@ -42,6 +43,7 @@ t.test('10-localtime binds the host zone file when /etc/localtime is a symlink',
 })
 
 t.test('built-ins are found by name', async t => {
-  t.same(runBuiltinHook('home', { ...base, env: {} }).fstab, [])
-  t.throws(() => runBuiltinHook('no-such-hook', { ...base, env: {} }))
+  t.same((await runBuiltinHook('home', { ...base, env: {} })).fstab, [])
+  await t.rejects(runBuiltinHook('no-such-hook', { ...base, env: {} }))
+  t.same(await runBuiltinHook('nvidia', { ...base, env: {}, environ: ['NVIDIA_VISIBLE_DEVICES=void'] }), emptyOutput(), 'a hardware hook with nothing to do is not even loaded')
 })

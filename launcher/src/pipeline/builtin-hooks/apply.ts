@@ -63,7 +63,7 @@ export async function engineBuiltinHook (spec: HookSpec, ctx: BuiltinHookContext
     rootfs, runtimeDir: ctx.runtimeDir, env: ctx.env, environ: ctx.environ,
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, ...(tty === undefined ? {} : { stdinTty: tty })
   }
-  const out = runBuiltinHook(spec.builtin ?? '', hctx)
+  const out = await runBuiltinHook(spec.builtin ?? '', hctx)
   applyHostSide(out, rootfs)
   // Direct mounts happen before the next hook (as enroot-mount did inside the shell hook); fstab lines after all hooks.
   return { environ: out.environ, direct: out.mount, mounts: out.fstab }
