@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, realpathSync, statSync } from 'node:fs'
+import { realpathSync, statSync } from 'node:fs'
+import { makeDirs } from '../util/fs.js'
 import type { Command } from './types.js'
 import { UsageError, EnrootError, noSuchFile, fileExists } from '../util/errors.js'
 import { str, bool } from '../util/args.js'
@@ -41,7 +42,7 @@ export const command: Command = {
     }
 
     // enroot creates its directories at every invocation (umask 077); the data path is the one create needs.
-    mkdirSync(dataPath(cfg), { recursive: true, mode: 0o700 })
+    makeDirs(dataPath(cfg), 0o700)
     log.info('Extracting squashfs filesystem...')
     const procs = cfg.int('ENROOT_MAX_PROCESSORS')
     // -user-xattrs keeps only user.* xattrs: an unprivileged user cannot set the others anyway.

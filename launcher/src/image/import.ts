@@ -75,13 +75,7 @@ export async function importImage (cfg: Config, req: ImportRequest): Promise<Imp
   const forgetScratch = onInterrupt(() => { rmSync(scratch, { recursive: true, force: true }) })
   const client = RegistryClient.fromConfig(ref, cfg)
   try {
-    progress({ kind: 'phase', phase: 'resolve' })
-    log.info(`Fetching image manifest for ${formatPlatform({ os: 'linux', ...platform })}`)
-    const resolved = await client.resolve(arch)
-    const config = await fetchConfig(store, client, resolved)
-    if (config.architecture !== undefined && config.architecture !== platform.architecture) {
-      log.warn(`Image architecture doesn't match the requested one: ${config.architecture} != ${platform.architecture}`)
-    }
+    const { resolved, config } = await resolveImage(store, client, arch, progress)
     const extraFiles = imageFiles(config, canonicalUri(ref))
     const squashOptions = cfg.get('ENROOT_SQUASH_OPTIONS') ?? ''
     const epoch = cfg.get('SOURCE_DATE_EPOCH')
@@ -124,7 +118,23 @@ export async function importImage (cfg: Config, req: ImportRequest): Promise<Imp
   }
 }
 
-/** The config blob through the cache (it is small, but keying the image needs it: /etc/rc, /etc/environment). */
+/**
+ * The per-platform manifest and the image configuration (shared by import and load). The config blob goes
+ * through the cache: it is small, but keying the image needs it (/etc/rc, /etc/environment).
+ */
+export async function resolveImage (store: CacheStore, client: RegistryClient, arch: string,
+  progress: (e: ProgressEvent) => void): Promise<{ resolved: ResolvedImage, config: ImageConfig }> {
+  const platform = parseArch(arch)
+  progress({ kind: 'phase', phase: 'resolve' })
+  log.info(`Fetching image manifest for ${formatPlatform({ os: 'linux', ...platform })}`)
+  const resolved = await client.resolve(arch)
+  const config = await fetchConfig(store, client, resolved)
+  if (config.architecture !== undefined && config.architecture !== platform.architecture) {
+    log.warn(`Image architecture doesn't match the requested one: ${config.architecture} != ${platform.architecture}`)
+  }
+  return { resolved, config }
+}
+
 async function fetchConfig (store: CacheStore, client: RegistryClient, resolved: ResolvedImage): Promise<ImageConfig> {
   const d = resolved.config
   const blob = await store.ensureBlob(d.digest, d.size, async (tmp) => { await client.downloadBlob(d, tmp) })
@@ -135,7 +145,7 @@ async function fetchConfig (store: CacheStore, client: RegistryClient, resolved:
   }
 }
 
-interface LayerDownloads {
+export interface LayerDownloads {
   /** one per layer, bottom-most first; each resolves when that blob is verified and in the cache */
   files: Array<Promise<LayerFile>>
   /** all of them done, failed or not */
@@ -146,7 +156,7 @@ interface LayerDownloads {
  * Every layer through the cache, at most ENROOT_MAX_CONNECTIONS at a time (0: no limit), top-most
  * first: the flattener reads the top-most layer first, so it can start while lower layers download.
  */
-function startLayerDownloads (cfg: Config, store: CacheStore, client: RegistryClient, resolved: ResolvedImage,
+export function startLayerDownloads (cfg: Config, store: CacheStore, client: RegistryClient, resolved: ResolvedImage,
   progress: (e: ProgressEvent) => void): LayerDownloads {
   progress({ kind: 'phase', phase: 'download' })
   const layers = resolved.layers

@@ -9,23 +9,23 @@
 // not destroy it; a failed or interrupted load removes what it made.
 import { makeDirsAsync } from '../util/fs.js'
 import { promises as fsp, rmSync } from 'node:fs'
-import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import type { Config } from '../config/load.js'
-import { EnrootError, fileExists, invalidArgument, fromSystemError } from '../util/errors.js'
+import { fileExists, invalidArgument, fromSystemError } from '../util/errors.js'
 import { log } from '../util/log.js'
-import { openConfiguredCache, type CacheStore } from '../cache/store.js'
+import { openConfiguredCache } from '../cache/store.js'
 import { onInterrupt } from '../cache/interrupt.js'
 import { containerPath, dataPath, removeTree } from '../runtime/rootfs-store.js'
 import { parseImageUri, defaultImportName, canonicalUri } from './uri.js'
 import { readCredentialsText } from './credentials.js'
-import { hostArch, parseArch, formatPlatform } from './platform.js'
+import { hostArch, parseArch } from './platform.js'
 import { RegistryClient } from './registry.js'
 import { imageFiles } from './image-files.js'
+import { resolveImage, startLayerDownloads } from './import.js'
 import { flattenLayers } from './flatten.js'
 import { TarSink } from './tar-writer.js'
 import { extractTar, type ExtractStats } from './extract.js'
-import type { ImageConfig, LayerFile, ProgressEvent, ResolvedImage } from './types.js'
+import type { LayerFile, ProgressEvent } from './types.js'
 
 export interface LoadRequest {
   uri: string
@@ -46,7 +46,7 @@ export async function loadImage (cfg: Config, req: LoadRequest): Promise<{ rootf
   const exists = async (): Promise<boolean> => await fsp.lstat(rootfs).then(() => true, () => false)
   if (!req.force && await exists()) throw fileExists(rootfs)
   const arch = req.arch ?? hostArch()
-  const platform = parseArch(arch)
+  parseArch(arch) // an unsupported --arch fails before anything is made
   const progress = req.onProgress ?? (() => {})
 
   const { store, scratch } = await openConfiguredCache(cfg)
@@ -59,29 +59,23 @@ export async function loadImage (cfg: Config, req: LoadRequest): Promise<{ rootf
   const stop = new AbortController()
   let downloads: Promise<unknown> = Promise.resolve()
   try {
-    progress({ kind: 'phase', phase: 'resolve' })
-    log.info(`Fetching image manifest for ${formatPlatform({ os: 'linux', ...platform })}`)
-    const resolved = await client.resolve(arch)
-    const config = await fetchConfig(store, client, resolved)
-    if (config.architecture !== undefined && config.architecture !== platform.architecture) {
-      log.warn(`Image architecture doesn't match the requested one: ${config.architecture} != ${platform.architecture}`)
-    }
-    const layers = downloadLayers(cfg, store, client, resolved, progress)
-    downloads = Promise.allSettled(layers)
+    const { resolved, config } = await resolveImage(store, client, arch, progress)
+    const layers = startLayerDownloads(cfg, store, client, resolved, progress)
+    downloads = layers.settled
     // A failed download stops the extraction now, not when the flattener reaches that layer.
-    Promise.all(layers).catch((err: unknown) => { stop.abort(err) })
+    Promise.all(layers.files).catch((err: unknown) => { stop.abort(err) })
 
     if (await exists()) {
       log.info(`Removing existing root filesystem ${rootfs}`)
       removeTree(rootfs)
     }
-    await fsp.mkdir(dataPath(cfg), { recursive: true, mode: 0o700 })
+    await makeDirsAsync(dataPath(cfg), 0o700)
     await fsp.mkdir(rootfs, { mode: 0o755 }).catch((err: unknown) => { throw fromSystemError(err, rootfs) })
     made = true
     await makeDirsAsync(scratch, 0o700)
     progress({ kind: 'phase', phase: 'convert' })
     log.info('Extracting image layers...')
-    const stats = await flattenInto(rootfs, layers, imageFiles(config, canonicalUri(ref)), scratch, stop.signal)
+    const stats = await flattenInto(rootfs, layers.files, imageFiles(config, canonicalUri(ref)), scratch, stop.signal)
     made = false
     return { rootfs, stats }
   } catch (err) {
@@ -122,49 +116,3 @@ async function flattenInto (rootfs: string, layers: Array<Promise<LayerFile>>, e
   return c.value
 }
 
-/** The config blob through the cache, as import does. */
-async function fetchConfig (store: CacheStore, client: RegistryClient, resolved: ResolvedImage): Promise<ImageConfig> {
-  const d = resolved.config
-  const blob = await store.ensureBlob(d.digest, d.size, async (tmp) => { await client.downloadBlob(d, tmp) })
-  try {
-    return JSON.parse(await fsp.readFile(blob.path, 'utf8')) as ImageConfig
-  } catch {
-    throw new EnrootError('IMAGE', `Could not parse image configuration ${d.digest}`)
-  }
-}
-
-/**
- * Every layer through the cache, at most ENROOT_MAX_CONNECTIONS at a time (0: no limit), top-most first
- * (the flattener reads it first). Returns one promise per layer, in manifest order; each is handled here
- * so that one the flattener never awaits (it failed first) is not an unhandled rejection.
- */
-function downloadLayers (cfg: Config, store: CacheStore, client: RegistryClient, resolved: ResolvedImage,
-  progress: (e: ProgressEvent) => void): Array<Promise<LayerFile>> {
-  progress({ kind: 'phase', phase: 'download' })
-  const descs = resolved.layers
-  const limit = cfg.int('ENROOT_MAX_CONNECTIONS') || descs.length
-  let slots = Math.max(1, limit)
-  const queue: Array<() => void> = []
-  const acquire = async (): Promise<void> => {
-    if (slots > 0) { slots--; return }
-    await new Promise<void>((resolve) => queue.push(resolve))
-  }
-  const release = (): void => { const next = queue.shift(); if (next !== undefined) next(); else slots++ }
-  const one = async (i: number): Promise<LayerFile> => {
-    const d = descs[i] as (typeof descs)[number]
-    await acquire()
-    try {
-      progress({ kind: 'layer-start', digest: d.digest, size: d.size })
-      const r = await store.ensureBlob(d.digest, d.size, async (tmp) => {
-        await client.downloadBlob(d, tmp, (n) => { progress({ kind: 'layer-bytes', digest: d.digest, bytes: n }) })
-      })
-      progress({ kind: 'layer-done', digest: d.digest, cached: !r.fetched })
-      return { path: r.path, mediaType: d.mediaType, digest: d.digest }
-    } finally { release() }
-  }
-  // Started top-most first, so the top-most layers take the first slots.
-  const started: Array<Promise<LayerFile>> = new Array(descs.length)
-  for (let i = descs.length - 1; i >= 0; i--) started[i] = one(i)
-  for (const p of started) p.catch(() => {})
-  return started
-}

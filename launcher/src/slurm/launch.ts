@@ -9,7 +9,7 @@
 //   slurm-epilog:   container_scope=job: remove this job's containers on the node.
 import { makeDirs } from '../util/fs.js'
 import { spawnSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { userInfo } from 'node:os'
 import type { Command } from '../commands/types.js'
@@ -85,7 +85,7 @@ async function imageFile (r: StepRequest, cfg: Config, image: string): Promise<{
 
 /** enroot create, in process: unsquashfs into the data path (node-local scratch), then enroot's fixperms. */
 function extract (cfg: Config, image: string, squashfs: string, rootfs: string): void {
-  mkdirSync(dataPath(cfg), { recursive: true, mode: 0o700 })
+  makeDirs(dataPath(cfg), 0o700)
   const procs = cfg.int('ENROOT_MAX_PROCESSORS')
   const r = spawnSync('unsquashfs', ['-no-progress', ...(procs > 0 ? ['-processors', String(procs)] : []), '-user-xattrs', '-d', rootfs, squashfs],
     { stdio: ['ignore', 2, 2] })
