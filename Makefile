@@ -44,7 +44,8 @@ endif
 
 all: build
 
-build: node_modules/.package-lock.json dist/cli.js $(NATIVE) spank-checkout
+# The addon before the launcher: the build's training run (scripts/bundle.mjs) starts a container with it.
+build: node_modules/.package-lock.json $(NATIVE) dist/cli.js spank-checkout
 	node scripts/gen-completion.mjs --check
 
 # As scripts/setup.sh: only a newer lockfile means the installed modules are stale (npm ci starts over).
@@ -53,7 +54,7 @@ node_modules/.package-lock.json: package-lock.json
 
 # tsc rewrites every output, so dist/cli.js stands for the whole tree; `npm run build` also checks that
 # etc/enroot.conf matches the settings table.
-dist/cli.js: $(shell find launcher/src -name '*.ts') tsconfig.json tsconfig.build.json node_modules/.package-lock.json
+dist/cli.js: $(shell find launcher/src -name '*.ts') scripts/bundle.mjs bin/enroot tsconfig.json tsconfig.build.json node_modules/.package-lock.json
 	npm run --silent build
 	touch $@
 
@@ -77,7 +78,7 @@ completion: dist/cli.js
 	node scripts/gen-completion.mjs
 
 check-built:
-	@for f in dist/cli.js $(NATIVE) node_modules/.package-lock.json completion/enroot.bash; do \
+	@for f in dist/cli.js dist/enroot.cjs $(NATIVE) node_modules/.package-lock.json completion/enroot.bash; do \
 	  [ -e "$$f" ] || { echo "make install NOBUILD=1: $$f is missing; run make first" >&2; exit 1; }; done
 
 install: $(BUILD_DEPS) spank-install
@@ -89,6 +90,7 @@ install: $(BUILD_DEPS) spank-install
 	cp -R dist $(DESTDIR)$(pkglibdir)/dist
 	$(INSTALL_DATA) package.json $(DESTDIR)$(pkglibdir)/package.json
 	$(INSTALL_EXEC) bin/enroot $(DESTDIR)$(pkglibdir)/bin/enroot
+	$(INSTALL_DATA) bin/package.json $(DESTDIR)$(pkglibdir)/bin/package.json
 	$(INSTALL_EXEC) $(NATIVE) $(DESTDIR)$(pkglibdir)/native/build/Release/enroot_native.node
 # Production node_modules: what `npm ls --omit=dev` lists, copied from the checkout so that installing
 # needs no registry. Each package is copied without its node_modules/; nested ones are listed too.
@@ -99,9 +101,8 @@ install: $(BUILD_DEPS) spank-install
 	  tar -C "$$p" --exclude=./node_modules -cf - . | tar -C "$(DESTDIR)$(pkglibdir)/$$rel" -xf - || exit 1; \
 	done
 # install-paths.ts: the installed configuration and library directories replace the checkout's.
-	sed -i -e "s|'@sysconfdir@'|'$(sysconfdir)/enroot'|" -e "s|'@libdir@'|'$(pkglibdir)'|" \
-	  $(DESTDIR)$(pkglibdir)/dist/config/install-paths.js
-	@! grep -n "'@[a-z]*@'" $(DESTDIR)$(pkglibdir)/dist/config/install-paths.js || { echo 'make install: a marker was left in install-paths.js' >&2; exit 1; }
+	printf '{"sysconfdir": "%s", "libdir": "%s"}\n' '$(sysconfdir)/enroot' '$(pkglibdir)' > $(DESTDIR)$(pkglibdir)/install-paths.json
+	chmod 0644 $(DESTDIR)$(pkglibdir)/install-paths.json
 # The command: a wrapper with node's absolute path.
 	$(INSTALL) -d $(DESTDIR)$(bindir)
 	printf '#!/bin/sh\n# enroot-ts (installed by make install)\nexec %s %s/bin/enroot "$$@"\n' '$(NODE)' '$(pkglibdir)' > $(DESTDIR)$(bindir)/enroot

@@ -33,10 +33,18 @@ function once (cmd: string, args: string[]): number {
   return ms
 }
 
-function median (cmd: string, args: string[]): number {
-  once(cmd, args)   // warm the page cache
-  const xs = Array.from({ length: N }, () => once(cmd, args)).sort((a, b) => a - b)
-  return xs[Math.floor(xs.length / 2)] as number
+/**
+ * Medians of N rounds; each round runs every row once, in order, so that a change of load during the
+ * run (another job on this 2-core machine) moves every row alike instead of a few.
+ */
+function medians (rows: Array<[string, string, string[]]>): Array<[string, number]> {
+  for (const [, cmd, args] of rows) once(cmd, args)   // warm the page cache
+  const times = rows.map(() => [] as number[])
+  for (let i = 0; i < N; i++) rows.forEach(([, cmd, args], j) => times[j]?.push(once(cmd, args)))
+  return rows.map(([name], j) => {
+    const xs = (times[j] ?? []).sort((a, b) => a - b)
+    return [name, xs[Math.floor(xs.length / 2)] as number]
+  })
 }
 
 /** busybox plus 250 directories × 204 files of 21 KiB random data (51,000 files, 1.05 GiB), cached. */
@@ -72,15 +80,15 @@ try {
   const planFile = writePlan(base, makePlan(base, rootfs, ['true']))
   mkdirSync(join(base, 'work'), { recursive: true })
   once(process.execPath, [ENROOT, 'create', '-n', 'bench', image])
-  const rows: Array<[string, number]> = [
-    ['node -e 0', median(process.execPath, ['-e', '0'])],
-    ['unshare -Urm true', median('unshare', ['-Urm', 'true'])],
-    ['engine only (run-plan) true', median(process.execPath, [DRIVER, planFile])],
-    ['enroot version', median(process.execPath, [ENROOT, 'version'])],
-    ['enroot start NAME true', median(process.execPath, [ENROOT, 'start', 'bench', 'true'])],
-    ['enroot start IMAGE.sqsh true', median(process.execPath, [ENROOT, 'start', image, 'true'])],
-    ['enroot start LARGE.sqsh true', median(process.execPath, [ENROOT, 'start', large, 'true'])]
-  ]
+  const rows = medians([
+    ['node -e 0', process.execPath, ['-e', '0']],
+    ['unshare -Urm true', 'unshare', ['-Urm', 'true']],
+    ['engine only (run-plan) true', process.execPath, [DRIVER, planFile]],
+    ['enroot version', process.execPath, [ENROOT, 'version']],
+    ['enroot start NAME true', process.execPath, [ENROOT, 'start', 'bench', 'true']],
+    ['enroot start IMAGE.sqsh true', process.execPath, [ENROOT, 'start', image, 'true']],
+    ['enroot start LARGE.sqsh true', process.execPath, [ENROOT, 'start', large, 'true']]
+  ])
   const node = rows[0]?.[1] ?? 1
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   process.stdout.write(`median of ${N} runs; load average ${load} on ${String(execFileSync('nproc').toString().trim())} CPUs\n`)

@@ -39,12 +39,13 @@ done
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
-# A second run skips the TypeScript build when nothing changed since the last one.
-if [ ! -f dist/cli.js ] || [ -n "$(find launcher/src scripts/gen-conf.mjs -newer dist/cli.js -print -quit)" ]; then
-  npm run --silent build
-  touch dist/cli.js
-fi
+# The addon first: the build's training run (scripts/bundle.mjs) starts a container with it.
 if [ -f native/binding.gyp ]; then
   [ -f native/build/Release/enroot_native.node ] && [ -z "$(find native/src native/binding.gyp -newer native/build/Release/enroot_native.node)" ] || npm run --silent build:native >/dev/null
+fi
+# A second run skips the TypeScript build when nothing changed since the last one.
+if [ ! -f dist/cli.js ] || [ ! -f dist/enroot.cjs ] || [ -n "$(find launcher/src scripts/gen-conf.mjs scripts/bundle.mjs bin -newer dist/cli.js -print -quit)" ]; then
+  npm run --silent build
+  touch dist/cli.js
 fi
 if [ -f spank/Makefile ]; then make -s -C spank; fi

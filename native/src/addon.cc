@@ -3,13 +3,15 @@
 #include "errors.h"
 #include "join.h"
 #include "spawn.h"
+#include "terminal.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("startContainer", Napi::Function::New(env, StartContainer));
   exports.Set("waitChild", Napi::Function::New(env, WaitChild));
   exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
   exports.Set("makeError", Napi::Function::New(env, MakeError));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("isTerminal", Napi::Function::New(env, IsTerminal));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

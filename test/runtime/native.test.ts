@@ -3,7 +3,7 @@ import t from 'tap'
 import { join } from 'node:path'
 import { REPO } from '../helpers/env.js'
 import { EnrootError } from '../../launcher/src/util/errors.js'
-import { readFileSync } from 'node:fs'
+import { closeSync, openSync, readFileSync } from 'node:fs'
 import { addonCandidates, loadFrom, encodePhase1, encodePhase2, encodeBatch, decodeRecord, MSG_SIZE, TAG, spawnJoined } from '../../launcher/src/runtime/native.js'
 import { callerNofile } from '../../launcher/src/runtime/engine.js'
 import { fstab, needRuntime } from './harness.js'
@@ -22,10 +22,22 @@ t.test('a missing addon is one error naming every place tried and the fix', asyn
   t.equal((err as EnrootError).hint, 'Build it with: npm run build:native')
 })
 
+// A stand-in module (no real addon can be built with another ABI number in a test): an addon left from
+// older sources is refused by name, with the rebuild command, instead of failing later on a missing function.
+t.test('an addon built from older sources is refused with the fix', async t => {
+  const dir = t.testdir({ 'old.cjs': 'module.exports = { abiVersion: 1 }\n' })
+  const err = (() => { try { loadFrom([join(dir, 'old.cjs')]); return undefined } catch (e) { return e } })()
+  t.ok(err instanceof EnrootError)
+  t.match((err as EnrootError).message, /old\.cjs is out of date \(ABI 1, need 2\)/)
+  t.equal((err as EnrootError).hint, 'Rebuild it with: npm run build:native')
+})
+
 t.test('the built addon loads', async t => {
   if (!needRuntime(t)) return
   const a = loadFrom(addonCandidates({}))
-  t.equal(a.abiVersion, 1)
+  t.equal(a.abiVersion, 2)
+  const fd = openSync('/dev/null', 'r')
+  try { t.equal(a.isTerminal(fd), false, '/dev/null is not a terminal') } finally { closeSync(fd) }
   const e = a.makeError(13, 18, '/r/x')
   t.equal(e.message, 'failed to resolve path: /r/x: Invalid cross-device link')
   t.equal(e.code, 'EXDEV')

@@ -62,7 +62,7 @@ export function startOptions (args: Parsed, rootfs: string, command: string[]): 
 
 export async function startPlan (opts: StartOptions, cfg: Config): Promise<number> {
   const { plan } = buildPlan(opts, cfg)
-  log.debug(`plan: ${JSON.stringify({ ...plan, hookEnv: undefined })}`)
+  if (log.isDebug) log.debug(`plan: ${JSON.stringify({ ...plan, hookEnv: undefined })}`)
   // The acting side is loaded only once the plan is valid; the engine owns the runtime directory.
   const [{ runContainer }, { engineBuiltinHook }] = await Promise.all([
     import('../runtime/engine.js'), import('../pipeline/builtin-hooks/apply.js')

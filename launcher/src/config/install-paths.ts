@@ -1,21 +1,32 @@
-// Where the installed pieces live. `make install` rewrites the two markers below in the compiled file;
-// a checkout (development, tests) uses paths relative to the repository.
+// Where the installed pieces live. `make install` writes them into install-paths.json at the package
+// root; a checkout (development, tests) has no such file and uses paths relative to the repository.
+// A side file rather than a rewrite of the compiled code: dist/enroot.cjs comes with a V8 code cache
+// (scripts/bundle.mjs) that is only valid for the exact bytes it was made from.
 import { fileURLToPath } from 'node:url'
-import { dirname, resolve } from 'node:path'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 
-const INSTALLED_SYSCONFDIR = '@sysconfdir@'
-const INSTALLED_LIBDIR = '@libdir@'
+/**
+ * The repository (or installed package) root: the nearest directory above this code with a package.json.
+ * The same answer from launcher/src/config/, dist/config/ and the single-file dist/enroot.cjs.
+ */
+function packageRoot (): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
+  return dir
+}
+export const PACKAGE_ROOT = packageRoot()
 
-const here = dirname(fileURLToPath(import.meta.url))
-/** repository (or package) root: dist/config/ → ../.. */
-export const PACKAGE_ROOT = resolve(here, '..', '..')
-
-const installed = (v: string): string | undefined => v.startsWith('@') ? undefined : v
+interface Installed { sysconfdir?: string, libdir?: string }
+function installed (): Installed {
+  try { return JSON.parse(readFileSync(join(PACKAGE_ROOT, 'install-paths.json'), 'utf8')) as Installed } catch { return {} }
+}
+const INSTALLED = installed()
 
 /** system configuration: enroot.conf, enroot.conf.d/, environ.d/, mounts.d/, hooks.d/ */
-export const SYSCONFDIR = installed(INSTALLED_SYSCONFDIR) ?? resolve(PACKAGE_ROOT, 'etc')
+export const SYSCONFDIR = INSTALLED.sysconfdir ?? resolve(PACKAGE_ROOT, 'etc')
 /** the package's own files: native addon, launcher, bundle pieces */
-export const LIBDIR = installed(INSTALLED_LIBDIR) ?? PACKAGE_ROOT
+export const LIBDIR = INSTALLED.libdir ?? PACKAGE_ROOT
 
 export const VERSION = '4.1.2'
 export const IMPLEMENTATION = 'enroot-ts 0.1.0'

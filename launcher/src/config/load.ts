@@ -1,8 +1,7 @@
 // enroot's configuration model (spec §1): enroot.conf then enroot.conf.d/*.conf, a non-empty environment
 // variable beats the file, directives (--conf, batch) beat both, CLI flags beat everything, falsy values unset.
 import { readFileSync, readdirSync, statSync, accessSync, constants } from 'node:fs'
-import { spawnSync } from 'node:child_process'
-import { availableParallelism } from 'node:os'
+import { childProcess, os } from '../util/builtins.js'
 import { join, delimiter } from 'node:path'
 import { SETTINGS, XDG_DEFAULTS, type DefaultContext } from './settings.js'
 import { SYSCONFDIR, LIBDIR, VERSION } from './install-paths.js'
@@ -52,7 +51,7 @@ export function evaluateValues (values: readonly string[], env: Env, files: read
   let script = ''
   for (const f of files) script += `bash -n ${shq(f)} 2>/dev/null || { printf 'Invalid configuration file: %s\\n' ${shq(f)}; exit 3; }\n`
   for (const v of values) script += `printf '%s\\0' "$(eval echo ${v})"\n`
-  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script], { env: cleanEnv(env), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  const r = childProcess().spawnSync('bash', ['--norc', '--noprofile', '-c', script], { env: cleanEnv(env), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
   if (r.status === 3) throw new EnrootError('CONFIG', r.stdout.trim())
   if (r.status !== 0 || r.error !== undefined) throw new EnrootError('CONFIG', `Could not evaluate configuration values (bash exited ${String(r.status)})`, { cause: r.error })
   const parts = r.stdout.split('\0')
@@ -178,7 +177,7 @@ export function loadConfig (opts: LoadOptions = {}): Config {
   const home = env.HOME ?? '/'
   for (const [k, def] of XDG_DEFAULTS) if ((env[k] ?? '') === '') env[k] = def(home, uid)
 
-  const ctx: DefaultContext = { env, uid, nproc: availableParallelism(), sysconfdir, libdir: LIBDIR, onPath: onPath(env) }
+  const ctx: DefaultContext = { env, uid, get nproc () { return os().availableParallelism() }, sysconfdir, libdir: LIBDIR, onPath: onPath(env) }
   for (const s of SETTINGS) {
     if ((env[s.key] ?? '') !== '') continue
     const v = s.key === 'ENROOT_RUNTIME_PATH' ? defaultRuntimePath(env, uid) : s.value(ctx, env)

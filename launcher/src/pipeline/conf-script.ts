@@ -2,7 +2,7 @@
 // functions environ(), mounts(), rc() and hooks(). The first three are run here, in one bash, and their
 // output becomes data; hooks() becomes a HookSpec that the engine runs like an executable hook.
 import { statSync, realpathSync } from 'node:fs'
-import { spawnSync } from 'node:child_process'
+import { childProcess } from '../util/builtins.js'
 import type { HookSpec } from '../runtime/plan-types.js'
 import { EnrootError, invalidArgument, noSuchFile } from '../util/errors.js'
 import { log } from '../util/log.js'
@@ -16,7 +16,7 @@ export function checkConfScript (file: string): string {
   } catch {
     throw noSuchFile(file)
   }
-  const r = spawnSync('bash', ['-n', path], { encoding: 'utf8' })
+  const r = childProcess().spawnSync('bash', ['-n', path], { encoding: 'utf8' })
   if (r.error !== undefined) throw new EnrootError('UNSUPPORTED', 'Command not found: bash', { cause: r.error })
   if (r.status !== 0) {
     for (const line of r.stderr.split('\n')) if (line !== '') log.warn(line)
@@ -48,7 +48,7 @@ if declare -F hooks >/dev/null; then printf 'y'; fi; printf '\\0'
 
 /** Run the script's data functions once; stderr passes through so the user sees their own messages. */
 export function runConfScript (path: string, command: readonly string[], env: Readonly<Record<string, string>>): ConfOutput {
-  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', RUNNER, path, ...command], {
+  const r = childProcess().spawnSync('bash', ['--norc', '--noprofile', '-c', RUNNER, path, ...command], {
     env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20
   })
   if (r.error !== undefined) throw new EnrootError('UNSUPPORTED', 'Command not found: bash', { cause: r.error })

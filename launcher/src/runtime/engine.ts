@@ -3,8 +3,8 @@
 // and mount namespaces; the child then applies hook and late mounts, remounts the rootfs read-only,
 // switches root and execs the command (phase 2). The container is that child: its status is ours.
 import { makeDirs } from '../util/fs.js'
-import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, read, rmSync, writeFileSync, writeSync, chmodSync } from 'node:fs'
-import { constants as osConstants } from 'node:os'
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, read, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync, chmodSync } from 'node:fs'
+import { os } from '../util/builtins.js'
 import { dirname, join } from 'node:path'
 import { EnrootError } from '../util/errors.js'
 import { log } from '../util/log.js'
@@ -12,7 +12,7 @@ import { formatEnv, mergeEnv } from '../pipeline/envfile.js'
 import { parseFstab } from '../pipeline/fstab.js'
 import type { ContainerPlan, HookSpec, MountOp } from './plan-types.js'
 import {
-  FLAG, MSG_SIZE, NS, decodeRecord, encodeBatch, encodePhase1, encodePhase2, makeStepError, spawnJoined, startContainer,
+  FLAG, MSG_SIZE, NS, decodeRecord, encodeBatch, encodePhase1, encodePhase2, isTerminal, makeStepError, spawnJoined, startContainer,
   waitChild, type ChildExit, type StatusRecord
 } from './native.js'
 
@@ -47,10 +47,11 @@ export interface ContainerResult {
   status: number
 }
 
-const SIGNAL_NAMES = Object.fromEntries(Object.entries(osConstants.signals).map(([k, v]) => [v, k])) as Record<number, NodeJS.Signals>
+const signalName = (n: number): NodeJS.Signals | undefined =>
+  (Object.entries(os().constants.signals) as Array<[NodeJS.Signals, number]>).find(([, v]) => v === n)?.[0]
 
 function toResult (e: ChildExit): ContainerResult {
-  if (e.signal !== null) return { code: null, signal: SIGNAL_NAMES[e.signal] ?? null, status: 128 + e.signal }
+  if (e.signal !== null) return { code: null, signal: signalName(e.signal) ?? null, status: 128 + e.signal }
   return { code: e.code, signal: null, status: e.code ?? 1 }
 }
 
@@ -91,6 +92,22 @@ function prepareRuntimeDir (plan: ContainerPlan): void {
   writeFileSync(join(dir, 'environment'), plan.environ.map(l => `${l}\n`).join(''))
   writeFileSync(join(dir, 'fstab'), '')
   mkdirSync(join(dir, 'mnt'), { recursive: true })
+}
+
+/**
+ * The runtime directory holds files and empty directories once the container is gone (its mounts lived
+ * in the container's namespace): removed entry by entry, which spares every start the load of Node's
+ * recursive rm (about 1 ms); anything unexpected falls back to it.
+ */
+function removeRuntimeDir (dir: string): void {
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) rmdirSync(join(dir, e.name)); else unlinkSync(join(dir, e.name))
+    }
+    rmdirSync(dir)
+  } catch {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 2 })
+  }
 }
 
 // ---- the status pipe: fixed-size records, EOF at exec ----
@@ -158,7 +175,7 @@ function phase1Flags (plan: ContainerPlan): number {
  */
 function forwardSignals (pid: () => number): () => void {
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  const fromTerminal = process.stdin.isTTY === true
+  const fromTerminal = isTerminal(0)
   const handler = (sig: NodeJS.Signals): void => {
     if (sig === 'SIGINT' && fromTerminal) return
     try { process.kill(pid(), sig) } catch {}
@@ -178,19 +195,36 @@ async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions,
   Object.assign(env, { ENROOT_PID: String(run.pid), ENROOT_ROOTFS: run.rootfs, ENROOT_ENVIRON: envFile, ENROOT_MOUNTS: mountsFile })
   const envLines = Object.entries(env).map(([k, v]) => `${k}=${v}`)
   const extraMounts: MountOp[] = []
+  // Built-in hooks in a row share one round trip to the child for their direct mounts, applied in hook
+  // order before the next executable hook runs (or after the last hook). That keeps enroot's contract
+  // (a hook sees the mounts of the hooks before it) for every hook that can look; a built-in hook decides
+  // from the image's files and the host, never from another built-in hook's mounts. One round trip
+  // instead of three saves about 4 ms of every start. The environment file is read once per such row.
+  let pending: MountOp[] = []
+  let envText: string | undefined
+  const flush = async (): Promise<void> => {
+    if (pending.length === 0) return
+    const batch = pending
+    pending = []
+    log.debug(`native: mount batch (${batch.length} mounts of built-in hooks)`)
+    await apply(batch)
+  }
   for (const hook of plan.hooks) {
     if (hook.builtin !== undefined && opts.builtinHook !== undefined) {
-      const environ = formatEnv(readFileSync(envFile, 'utf8'))
-      const out = await opts.builtinHook(hook, { pid: run.pid, rootfs: run.rootfs, runtimeDir: plan.runtimeDir, env, environ })
-      if (out.environ !== undefined && out.environ.length > 0) writeFileSync(envFile, out.environ.map(l => `${l}\n`).join(''), { flag: 'a' })
-      // enroot's 10-devices and 10-cgroups mounted directly: a later hook that binds into /dev must see them.
-      if (out.direct !== undefined && out.direct.length > 0) {
-        log.debug(`native: mount batch (${out.direct.length} mounts of ${hook.path})`)
-        await apply(out.direct)
+      envText ??= readFileSync(envFile, 'utf8')
+      const out = await opts.builtinHook(hook, { pid: run.pid, rootfs: run.rootfs, runtimeDir: plan.runtimeDir, env, environ: formatEnv(envText) })
+      if (out.environ !== undefined && out.environ.length > 0) {
+        const added = out.environ.map(l => `${l}\n`).join('')
+        writeFileSync(envFile, added, { flag: 'a' })
+        envText += added
       }
+      // enroot's 10-devices and 10-cgroups mounted directly: a later hook that binds into /dev must see them.
+      if (out.direct !== undefined) pending.push(...out.direct)
       if (out.mounts !== undefined) extraMounts.push(...out.mounts)
       continue
     }
+    await flush()
+    envText = undefined
     const argv = hook.argv.length > 0 ? hook.argv : [hook.path]
     log.debug(`hook: ${argv.join(' ')}`)
     const pid = spawnJoined({
@@ -205,6 +239,7 @@ async function runHooks (plan: ContainerPlan, run: HookRun, opts: EngineOptions,
     const r = toResult(await waitChild(pid))
     if (r.status !== 0) throw new EnrootError('HOOK', `${hook.path} exited with return code ${r.status}`)
   }
+  await flush()
   // Hook-appended entries are mounted right after the hooks, pass 0, not substituted (enroot-mount).
   const fstab = parseFstab(readFileSync(mountsFile, 'utf8'), mountsFile, { cwd: process.cwd() })
   return [...extraMounts, ...fstab.filter(e => e.pass === 0).map(e => e.op)]
@@ -303,7 +338,7 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
     return result
   } finally {
     unforward()
-    rmSync(plan.runtimeDir, { recursive: true, force: true, maxRetries: 2 })
+    removeRuntimeDir(plan.runtimeDir)
   }
 }
 

@@ -2,9 +2,9 @@
 // validated and serialized here; native errors ({code, errno, syscall, path}) are rethrown as
 // EnrootError at the call site so that the stack points at the caller.
 import { createRequire } from 'node:module'
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PACKAGE_ROOT } from '../config/install-paths.js'
 import { EnrootError } from '../util/errors.js'
 import { log } from '../util/log.js'
 import type { MountOp } from './plan-types.js'
@@ -40,15 +40,12 @@ interface Addon {
   waitChild: (pid: number, cb: (code: number | null, signal: number | null) => void) => void
   spawnJoined: (opts: JoinOptions & { capLast: number }) => number
   makeError: (step: number, errno: number, path: string) => NativeError
+  isTerminal: (fd: number) => boolean
 }
 
-/** The package root: the nearest directory with a package.json (the same from launcher/src and dist/). */
-function packageRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
-  return dir
-}
-const PACKAGE_ROOT = packageRoot()
+/** native/src/addon.cc's abiVersion: an addon built from other sources is refused with the fix. */
+const ABI_VERSION = 2
+
 let addon: Addon | undefined
 
 /** Where the addon is looked for, in order. */
@@ -72,9 +69,15 @@ export function loadFrom (paths: readonly string[]): Addon {
   for (const path of paths) {
     try {
       const a = require(path) as Addon
+      if (a.abiVersion !== ABI_VERSION) {
+        throw new EnrootError('UNSUPPORTED', `native addon ${path} is out of date (ABI ${String(a.abiVersion)}, need ${ABI_VERSION})`, {
+          hint: 'Rebuild it with: npm run build:native'
+        })
+      }
       log.debug(`native: loaded ${path}`)
       return a
     } catch (err) {
+      if (err instanceof EnrootError) throw err
       tried.push(`${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
     }
   }
@@ -89,6 +92,11 @@ export function nativeError (err: unknown, what?: string): EnrootError {
   const e = err as NativeError
   const msg = what === undefined ? e.message : `${what}: ${e.message}`
   return new EnrootError('SYSCALL', msg, { cause: e })
+}
+
+/** isatty(fd), without creating process.stdin/stdout/stderr (and the modules behind them). */
+export function isTerminal (fd: number): boolean {
+  return loadAddon().isTerminal(fd)
 }
 
 export function makeStepError (step: number, errno: number, path: string): NativeError {

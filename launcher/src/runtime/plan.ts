@@ -2,7 +2,7 @@
 // pass, which hooks, which rc. Reads files (image /etc/environment and /etc/fstab, drop-ins, the config
 // script's output) but mounts nothing; runtime/engine.ts executes the result.
 import { readFileSync, realpathSync, statSync } from 'node:fs'
-import { spawnSync } from 'node:child_process'
+import { childProcess } from '../util/builtins.js'
 import { join } from 'node:path'
 import type { Config } from '../config/load.js'
 import type { ContainerPlan, RootfsSource } from './plan-types.js'
@@ -74,7 +74,7 @@ function imageFile (source: RootfsSource, rel: string): string {
   if (source.kind === 'dir') {
     try { return readFileSync(join(source.path, rel), 'utf8') } catch { return '' }
   }
-  const r = spawnSync('unsquashfs', ['-cat', source.image, rel], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  const r = childProcess().spawnSync('unsquashfs', ['-cat', source.image, rel], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
   return r.status === 0 ? r.stdout : ''
 }
 

@@ -3,7 +3,7 @@
 // parent exists (any path under /proc, e.g. ENROOT_RUNTIME_PATH=/proc/x): it retries the parent forever.
 // This walks the components itself and turns failures into one-line errors naming the setting's path.
 import { mkdirSync, statSync } from 'node:fs'
-import { mkdir, stat } from 'node:fs/promises'
+import { fsPromises } from './builtins.js'
 import { resolve, sep } from 'node:path'
 import { EnrootError } from './errors.js'
 
@@ -40,9 +40,9 @@ export function makeDirs (path: string, mode = 0o755): void {
 /** The same, without blocking the event loop. */
 export async function makeDirsAsync (path: string, mode = 0o755): Promise<void> {
   for (const p of prefixes(path)) {
-    try { await mkdir(p, { mode }) } catch (err) {
+    try { await fsPromises().mkdir(p, { mode }) } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw failure(p, err)
-      const isDir = await stat(p).then(s => s.isDirectory(), () => false)
+      const isDir = await fsPromises().stat(p).then(s => s.isDirectory(), () => false)
       if (!isDir) throw failure(p, Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }))
     }
   }

@@ -8,6 +8,7 @@ import type { BuiltinHookContext, BuiltinHookResult } from '../../runtime/engine
 import type { HookContext, HookOutput } from './types.js'
 import { runBuiltinHook } from './index.js'
 import { EnrootError } from '../../util/errors.js'
+import { isTerminal } from '../../runtime/native.js'
 
 /**
  * Walk `rel` below `base` refusing symlinks and `..`: an image could otherwise point /etc/passwd at a file
@@ -51,7 +52,7 @@ export function applyHostSide (out: HookOutput, rootfs: string): void {
 }
 
 const stdinTty = (): string | undefined => {
-  if (process.stdin.isTTY !== true) return undefined
+  if (!isTerminal(0)) return undefined
   try { return readlinkSync('/proc/self/fd/0') } catch { return undefined }
 }
 

@@ -1,6 +1,6 @@
 // The caller's passwd and group entries: /etc/passwd and /etc/group first (no process spawned, which keeps
 // `enroot start` fast), `getent` only when the files do not know the id (LDAP, SSSD on cluster nodes).
-import { spawnSync } from 'node:child_process'
+import { childProcess } from '../../util/builtins.js'
 import { readText } from './util.js'
 
 export interface PasswdEntry { name: string, uid: number, gid: number, gecos: string, home: string, shell: string }
@@ -10,7 +10,7 @@ function findLine (db: 'passwd' | 'group', id: number): string | undefined {
   const text = readText(`/etc/${db}`) ?? ''
   const hit = text.split('\n').find(l => l.split(':')[2] === String(id))
   if (hit !== undefined) return hit
-  const r = spawnSync('getent', [db, String(id)], { encoding: 'utf8' })
+  const r = childProcess().spawnSync('getent', [db, String(id)], { encoding: 'utf8' })
   return r.status === 0 ? r.stdout.split('\n')[0] : undefined
 }
 
