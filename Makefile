@@ -92,6 +92,8 @@ install: $(BUILD_DEPS) spank-install
 	$(INSTALL_EXEC) bin/enroot $(DESTDIR)$(pkglibdir)/bin/enroot
 	$(INSTALL_DATA) bin/package.json $(DESTDIR)$(pkglibdir)/bin/package.json
 	$(INSTALL_EXEC) $(NATIVE) $(DESTDIR)$(pkglibdir)/native/build/Release/enroot_native.node
+# The shell header of the self-extracting bundles `enroot bundle` writes (launcher/src/bundle/header.ts).
+	$(INSTALL) -D -m 0644 launcher/src/bundle/header.sh $(DESTDIR)$(pkglibdir)/bundle/header.sh
 # Production node_modules: what `npm ls --omit=dev` lists, copied from the checkout so that installing
 # needs no registry. Each package is copied without its node_modules/; nested ones are listed too.
 	@mkdir -p .build

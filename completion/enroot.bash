@@ -3,7 +3,7 @@
 # Generated from the command modules by scripts/gen-completion.mjs: edit the modules, not this file.
 # shellcheck shell=bash
 
-_enroot_commands='batch create digest exec export import info list load remove start version'
+_enroot_commands='batch bundle create digest exec export import info list load remove start version'
 
 # _enroot_uri_schemes CMD: the URI schemes CMD accepts.
 _enroot_uri_schemes() {
@@ -18,6 +18,7 @@ _enroot_uri_schemes() {
 _enroot_options() {
     case $1 in
         batch) echo '--help -h' ;;
+        bundle) echo '--all -a --checksum -c --desc -d --output -o --target -t --force -f --help -h' ;;
         create) echo '--name -n --force -f --help -h' ;;
         digest) echo '--arch -a --help -h' ;;
         exec) echo '--env -e --help -h' ;;
@@ -35,6 +36,9 @@ _enroot_options() {
 # _enroot_value_kind CMD OPTION: what OPTION's value is (file, env, none); fails if it takes no value.
 _enroot_value_kind() {
     case "$1 $2" in
+        'bundle --desc'|'bundle -d') echo none ;;
+        'bundle --output'|'bundle -o') echo file ;;
+        'bundle --target'|'bundle -t') echo file ;;
         'create --name'|'create -n') echo none ;;
         'digest --arch'|'digest -a') echo none ;;
         'exec --env'|'exec -e') echo env ;;
@@ -55,6 +59,7 @@ _enroot_value_kind() {
 _enroot_positional_kind() {
     case $1 in
         batch) case $2 in 0) echo 'file' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;
+        bundle) case $2 in 0) echo 'images' ;; esac ;;
         create) case $2 in 0) echo 'images' ;; esac ;;
         digest) case $2 in 0) echo 'uris:digest' ;; esac ;;
         exec) case $2 in 0) echo 'pids' ;; 1) echo 'file' ;; *) echo 'file' ;; esac ;;

@@ -15,7 +15,7 @@ const commands = [...GLOBAL_USAGE.split(' Commands:\n')[1].matchAll(/^ {3}([a-z]
 
 // What the value of an option is, by the option's key. An option that takes a value and is missing here
 // fails the generation: a new option needs a decision, not a silent default.
-const VALUE_KINDS = { output: 'file', conf: 'file', rc: 'file', mount: 'file', env: 'env', arch: 'none', name: 'none' }
+const VALUE_KINDS = { output: 'file', conf: 'file', rc: 'file', mount: 'file', env: 'env', arch: 'none', name: 'none', desc: 'none', target: 'file' }
 
 // What a positional placeholder of a Usage line completes to; `...` repeats it, and past the last one
 // nothing is offered. COMMAND and ARG run inside the container: file names, as bash would offer.

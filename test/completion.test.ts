@@ -45,7 +45,7 @@ t.test('completes commands, each command\'s options, names, images and option va
   execFileSync('chown', ['-R', `${env.USER}:`, work])
 
   const cases: Array<[string[], string[]]> = [
-    [['enroot', ''], ['batch', 'create', 'digest', 'exec', 'export', 'import', 'info', 'list', 'load', 'remove', 'start', 'version']],
+    [['enroot', ''], ['batch', 'bundle', 'create', 'digest', 'exec', 'export', 'import', 'info', 'list', 'load', 'remove', 'start', 'version']],
     [['enroot', 'st'], ['start']],
     [['enroot', 'import', '--'], ['--arch', '--help', '--output']],
     [['enroot', 'import', '-'], ['--arch', '--help', '--output', '-a', '-h', '-o']],

@@ -10,6 +10,7 @@ const COMMANDS: Record<string, Loader> = {
   digest: async () => await import('./commands/digest.js'),
   import: async () => await import('./commands/import.js'),
   batch: async () => await import('./commands/batch.js'),
+  bundle: async () => await import('./commands/bundle.js'),
   create: async () => await import('./commands/create.js'),
   exec: async () => await import('./commands/exec.js'),
   export: async () => await import('./commands/export.js'),
@@ -23,7 +24,9 @@ const COMMANDS: Record<string, Loader> = {
   'slurm-import': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-import'] }),
   'slurm-launch': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-launch'] }),
   'slurm-teardown': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-teardown'] }),
-  'slurm-epilog': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-epilog'] })
+  'slurm-epilog': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-epilog'] }),
+  // hidden: what a self-extracting bundle runs (doc/cmd/bundle.md); not in GLOBAL_USAGE
+  'bundle-run': async () => await import('./bundle/run.js')
 }
 
 export const GLOBAL_USAGE = `Usage: enroot COMMAND [ARG...]
@@ -32,6 +35,7 @@ Command line utility for manipulating container sandboxes.
 
  Commands:
    batch  [options] [--] CONFIG [COMMAND] [ARG...]
+   bundle [options] [--] IMAGE
    create [options] [--] IMAGE
    digest [options] [--] URI
    exec   [options] [--] PID COMMAND [ARG...]

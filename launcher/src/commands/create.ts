@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { realpathSync, statSync } from 'node:fs'
-import { makeDirs } from '../util/fs.js'
+import { statSync } from 'node:fs'
+import { existingFile, makeDirs } from '../util/fs.js'
 import type { Command } from './types.js'
 import { UsageError, EnrootError, noSuchFile, fileExists } from '../util/errors.js'
 import { str, bool } from '../util/args.js'
@@ -17,14 +17,6 @@ Create a container root filesystem from a container image.
    -f, --force  Overwrite an existing root filesystem
 `
 
-function resolveImage (image: string): string {
-  try {
-    const p = realpathSync(image)
-    if (statSync(p).isFile()) return p
-  } catch {}
-  throw noSuchFile(image)
-}
-
 export const command: Command = {
   usage,
   options: [
@@ -33,7 +25,7 @@ export const command: Command = {
   ],
   async run (args, cfg) {
     if (args.rest.length !== 1) throw new UsageError(args.rest.length === 0 ? 'Missing argument: IMAGE' : `Unexpected argument: ${args.rest[1] ?? ''}`, usage)
-    const image = resolveImage(args.rest[0] as string)
+    const image = existingFile(args.rest[0] as string)
     if (spawnSync('unsquashfs', ['-s', image], { stdio: 'ignore' }).status !== 0) throw new EnrootError('IMAGE', `Invalid image format: ${image}`)
     const rootfs = containerPath(cfg, str(args, 'name') ?? defaultName(image))
     if (statSync(rootfs, { throwIfNoEntry: false }) !== undefined) {

@@ -2,10 +2,10 @@
 // Node's mkdir({ recursive: true }) never returns when the kernel answers ENOENT for a directory whose
 // parent exists (any path under /proc, e.g. ENROOT_RUNTIME_PATH=/proc/x): it retries the parent forever.
 // This walks the components itself and turns failures into one-line errors naming the setting's path.
-import { mkdirSync, statSync } from 'node:fs'
+import { mkdirSync, realpathSync, statSync } from 'node:fs'
 import { fsPromises } from './builtins.js'
 import { resolve, sep } from 'node:path'
-import { EnrootError } from './errors.js'
+import { EnrootError, noSuchFile } from './errors.js'
 
 function prefixes (path: string): string[] {
   const parts = resolve(path).split(sep).filter(Boolean)
@@ -46,4 +46,13 @@ export async function makeDirsAsync (path: string, mode = 0o755): Promise<void> 
       if (!isDir) throw failure(p, Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }))
     }
   }
+}
+
+/** A file argument (an image): its real path, or `No such file or directory` when it is not a file. */
+export function existingFile (path: string): string {
+  try {
+    const p = realpathSync(path)
+    if (statSync(p).isFile()) return p
+  } catch {}
+  throw noSuchFile(path)
 }
