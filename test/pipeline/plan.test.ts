@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, rmSync, copyFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, rmSync, copyFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { execFileSync } from 'node:child_process'
@@ -112,10 +112,13 @@ t.test('rootfs: names, bad names, missing containers, squashfs images', async t 
   const img = join(f.root, 'img.sqsh')
   execFileSync('mksquashfs', [join(f.data, 'c1'), img, '-quiet', '-no-progress', '-noappend'], { stdio: 'ignore' })
   t.same(resolveRootfs(img, cfg), { source: { kind: 'squashfs', image: img }, path: '' })
-  const { plan } = buildPlan({ rootfs: img, cwd: '/', uid: 1000, instance: '9' }, cfg)
+  const tmp = join(f.root, 'tmp')
+  mkdirSync(tmp)
+  const { plan } = buildPlan({ rootfs: img, cwd: '/', uid: 1000, instance: '9' }, config(f, { ENROOT_TEMP_PATH: tmp }))
   t.same([plan.name, plan.rootfs], [undefined, { kind: 'squashfs', image: img }])
   t.same(plan.environ.slice(0, 2), ['IMG=1', 'PATH=/img/bin'], 'the image environment is read out of the squashfs')
-  t.equal(plan.lateMounts[0]?.source, join(f.run, '9', 'mnt', 'root', 'vol'))
+  t.equal(plan.lateMounts[0]?.source, join(f.run, '9', 'mnt', 'root', 'vol'), 'and its fstab')
+  t.same(readdirSync(tmp), [], 'nothing is left in the temporary directory')
 })
 
 t.test('invalid -e and --mount entries are rejected before anything runs', async t => {

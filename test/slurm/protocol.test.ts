@@ -1,13 +1,9 @@
 // The launcher's half of the shim protocol, as pure functions: argument parsing, pyxis's container
 // names, image resolution, the start configuration script and the status lines.
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { tmpdir } from 'node:os'
 import { parseArgs } from '../../launcher/src/util/args.js'
 import {
-  STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseFancyList, parseStepRequest, readyLine, savePath, shQuote, startConfig
+  STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseFancyList, parseStepRequest, readyLine, savePath, startData, NO_ENTRYPOINT_RC
 } from '../../launcher/src/slurm/protocol.js'
 
 const parse = (argv: string[]): ReturnType<typeof parseStepRequest> => parseStepRequest(parseArgs(argv, STEP_OPTIONS, ''))
@@ -54,20 +50,14 @@ t.test('images: . or / is a squashfs on the node, anything else a registry refer
   t.throws(() => savePath('o.sqsh', undefined), /container export: relative path used, but job's cwd is unset/)
 })
 
-t.test('the start configuration script is data-safe sh that prints the mounts, rc hook and env', async t => {
-  const script = startConfig({ mounts: ['/a\\040b /c x-create=auto,rbind', "/it's /q x-create=auto,rbind"], entrypoint: false, env: ['A', 'EMPTY', 'UNSET', 'EVIL'] },
-    { A: '1', EMPTY: '', EVIL: '$(touch /tmp/pwned) `x` "q"' })
-  const dir = mkdtempSync(join(tmpdir(), 'enroot-conf-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const file = join(dir, 'conf')
-  writeFileSync(file, script)
-  const out = (fn: string): string => execFileSync('bash', ['-c', `source ${shQuote(file)}; ENROOT_ROOTFS=${shQuote(dir)} ${fn}`], { encoding: 'utf8' })
-  t.equal(out('mounts'), "/a\\040b /c x-create=auto,rbind\n/it's /q x-create=auto,rbind\n")
-  t.equal(out('environ'), 'A=1\nEVIL=$(touch /tmp/pwned) `x` "q"\n', 'only names the job sets, values verbatim')
-  mkdirSync(join(dir, 'etc'))
-  out('hooks')
-  t.equal(execFileSync('cat', [join(dir, 'etc', 'rc.local')], { encoding: 'utf8' }).trim(), 'exec "$@"', 'no entrypoint: rc execs the command')
-  t.notMatch(startConfig({ mounts: [], entrypoint: true, env: [] }, {}), /rc\.local/, 'with the entrypoint, rc is left alone')
+t.test('pyxis\'s configuration script as data: the mounts, an rc.local bind without the entrypoint, and the env the job sets', async t => {
+  const data = startData({ mounts: ['/a\\040b /c x-create=auto,rbind', "/it's /q x-create=auto,rbind"], entrypoint: false, env: ['A', 'EMPTY', 'UNSET', 'EVIL'] },
+    { A: '1', EMPTY: '', EVIL: '$(touch /tmp/pwned) `x` "q"' }, '/run/pyxis/1000/7.0 x.rc.local')
+  t.same(data.mounts, ['/a\\040b /c x-create=auto,rbind', "/it's /q x-create=auto,rbind",
+    '/run/pyxis/1000/7.0\\040x.rc.local /etc/rc.local none x-create=file,bind,ro,nosuid,nodev,private'], 'the rc.local source is fstab-escaped')
+  t.same(data.environ, ['A=1', 'EVIL=$(touch /tmp/pwned) `x` "q"'], 'only names the job sets, values verbatim')
+  t.equal(NO_ENTRYPOINT_RC, 'exec "$@"\n', 'no entrypoint: rc execs the command')
+  t.same(startData({ mounts: [], entrypoint: true, env: [] }, {}, '/x').mounts, [], 'with the entrypoint, rc is left alone')
 })
 
 t.test('status lines and enroot list -f parsing', async t => {

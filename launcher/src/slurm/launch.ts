@@ -18,12 +18,15 @@ import { EnrootError } from '../util/errors.js'
 import { containerPath, dataPath, fixPerms, isDir, isSquashfs, removeTree } from '../runtime/rootfs-store.js'
 import {
   STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseStepRequest, readyLine, savePath,
-  startConfig, type StepRequest
+  NO_ENTRYPOINT_RC, startData, type StepRequest
 } from './protocol.js'
 
 const usage = 'Usage: enroot slurm-import|slurm-launch|slurm-teardown|slurm-epilog [options] (internal: run by spank_enroot.so)\n'
 const STOP_COMMAND = ['sh', '-c', 'kill -STOP $$ ; exit 0']
 const START_TIMEOUT_MS = 10 * 60_000
+// How often the launcher looks for the stopped container while it starts: every step waits half of it on
+// average, and one look costs a few /proc reads.
+const STOP_POLL_MS = 3
 
 const say = (msg: string): void => { process.stderr.write(`pyxis: ${msg}\n`) }
 
@@ -172,16 +175,18 @@ function stoppedDescendant (root: number): number | undefined {
 
 /**
  * Starts the container in this process (buildPlan + runContainer, as `enroot start --conf F NAME sh -c
- * 'kill -STOP $$'`); resolves with the stopped container pid and the promise of the container's end.
+ * 'kill -STOP $$'` with pyxis's configuration script given as data); resolves with the stopped container
+ * pid and the promise of the container's end.
  */
 async function start (r: StepRequest, cfg: Config, rootfs: string, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
-  const conf = join(runtimeDir(r), `${r.job}.${r.step}.conf`)
-  writeFileSync(conf, startConfig(r, process.env), { mode: 0o600 })
+  const rcLocal = join(runtimeDir(r), `${r.job}.${r.step}.rc.local`)
+  if (!r.entrypoint) writeFileSync(rcLocal, NO_ENTRYPOINT_RC, { mode: 0o644 })
   say(`starting container: ${name}`)
   const hint = r.entrypoint ? '\n        if the image has an unusual entrypoint, try using --no-container-entrypoint' : ''
   try {
     const { buildPlan } = await import('../runtime/plan.js')
-    const { plan } = buildPlan({ rootfs, conf, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
+    const confData = { ...startData(r, process.env, rcLocal), origin: '--container-mounts' }
+    const { plan } = buildPlan({ rootfs, confData, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
     // `enroot list --fancy` finds running containers by this file (the engine removes the directory at exit).
     makeDirs(plan.runtimeDir, 0o700)
     writeFileSync(join(plan.runtimeDir, 'name'), `${plan.name ?? ''}\n`)
@@ -198,7 +203,7 @@ async function start (r: StepRequest, cfg: Config, rootfs: string, name: string)
           clearInterval(timer)
           reject(new EnrootError('INTERRUPTED', 'container start timed out'))
         }
-      }, 10)
+      }, STOP_POLL_MS)
       ended.then((res) => {
         if (done) return
         clearInterval(timer)
@@ -212,7 +217,8 @@ async function start (r: StepRequest, cfg: Config, rootfs: string, name: string)
       })
     })
   } finally {
-    rmSync(conf, { force: true })
+    // bound into the container already (a mount holds the file), or never needed
+    rmSync(rcLocal, { force: true })
   }
 }
 

@@ -3,6 +3,7 @@
 // the start configuration script (pyxis §3.4) and the status lines written on the shim's fd.
 import { isAbsolute, join } from 'node:path'
 import { EnrootError } from '../util/errors.js'
+import { escapeField } from '../pipeline/builtin-hooks/util.js'
 import { str, bool, list, type OptionSpec, type Parsed } from '../util/args.js'
 
 export const STEP_OPTIONS: readonly OptionSpec[] = [
@@ -138,30 +139,24 @@ export function savePath (save: string, cwd: string | undefined): string {
   return join(cwd, save)
 }
 
-/** Single-quoted for sh: the values are data, never code (pyxis embeds them in double quotes, §5 QUIRK). */
-export function shQuote (s: string): string {
-  return `'${s.replace(/'/g, '\'\\\'\'')}'`
-}
+/** The content of the file bound over the container's /etc/rc.local without the entrypoint (enroot's /etc/rc sources it). */
+export const NO_ENTRYPOINT_RC = 'exec "$@"\n'
 
 /**
- * The `enroot start --conf` script: mounts() prints the user's fstab lines; hooks() makes the container's
- * rc exec the command directly when the entrypoint is not wanted; environ() passes --container-env names
- * that the job sets, so an entrypoint sees them too.
+ * What pyxis's `enroot start --conf` script would print, as data for buildPlan (no bash per start): the
+ * user's fstab lines; without the entrypoint, a read-only bind of `rcLocal` (NO_ENTRYPOINT_RC) over
+ * /etc/rc.local, so the container's rc execs the command directly (pyxis writes that file into the rootfs,
+ * where it stays in a named container; a bind leaves the filesystem as it was); and the --container-env
+ * names the job sets, so an entrypoint sees them too.
  */
-export function startConfig (r: Pick<StepRequest, 'mounts' | 'entrypoint' | 'env'>, jobEnv: Readonly<Record<string, string | undefined>>): string {
-  const lines = ['#!/bin/bash', '', 'mounts() {']
-  for (const m of r.mounts) lines.push(`  printf '%s\\n' ${shQuote(m)}`)
-  lines.push('  :', '}', '')
-  lines.push('hooks() {')
-  if (!r.entrypoint) lines.push('  printf \'%s\\n\' \'exec "$@"\' > "${ENROOT_ROOTFS}/etc/rc.local"')
-  lines.push('  :', '}', '')
-  lines.push('environ() {')
-  for (const name of r.env) {
+export function startData (r: Pick<StepRequest, 'mounts' | 'entrypoint' | 'env'>, jobEnv: Readonly<Record<string, string | undefined>>, rcLocal: string): { environ: string[], mounts: string[] } {
+  const mounts = [...r.mounts]
+  if (!r.entrypoint) mounts.push(`${escapeField(rcLocal)} /etc/rc.local none x-create=file,bind,ro,nosuid,nodev,private`)
+  const environ = r.env.flatMap(name => {
     const v = jobEnv[name]
-    if (v !== undefined && v !== '') lines.push(`  printf '%s\\n' ${shQuote(`${name}=${v}`)}`)
-  }
-  lines.push('  :', '}', '')
-  return lines.join('\n')
+    return v !== undefined && v !== '' ? [`${name}=${v}`] : []
+  })
+  return { environ, mounts }
 }
 
 export const readyLine = (pid: number, keep: boolean): string => `READY ${pid}${keep ? ' keep' : ''}\n`
