@@ -8,13 +8,16 @@
 //
 // The cache is made by training: bin/enroot runs `version`, `list` and a `start` of an empty root
 // filesystem (its command cannot exist, so it fails after the whole start-up path has run) with
-// ENROOT_WRITE_CODE_CACHE set, each run adding the functions it compiled. V8 checks the cache against its
-// own version and flags and rejects it otherwise; bin/enroot then compiles as usual. The first line of the
-// bundle is a hash of it, repeated at the head of the cache, so a cache never meets other bytes.
+// ENROOT_WRITE_CODE_CACHE set, each run adding the functions it compiled. Not a registry request: V8
+// deserialises the whole cache in every process, and undici's functions in it cost every `enroot start`
+// 3 ms (measured) to save a registry command 10 ms; those compile when first used. V8 checks the cache against its own version and flags and
+// rejects it otherwise; bin/enroot then compiles as usual (training checks that V8 takes what it wrote).
+// The first line of the bundle is a hash of it, repeated at the head of the cache, so a cache never meets
+// other bytes.
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
-import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +26,41 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, 'dist', 'enroot.cjs')
 const cache = `${out}.cache`
 
+// undici's client.js requires ./client-h2.js when it loads, and client-h2.js requires node:http2: about
+// 16 ms of CPU in every process that talks to a registry, paid on every node of every
+// `srun --container-image`. client.js calls it only for a connection that negotiated HTTP/2, which undici
+// offers only with allowH2 (TLS ALPN, core/connect.js) or useH2c, and the registry client sets neither.
+// If that ever changes, the stub throws and undici fails the connection's requests with its message
+// (checked with useH2c). The build stops if the stub is no longer used (an undici upgrade moved the file)
+// or node:http2 is back in the bundle.
+const H2_STUB = `module.exports = function connectH2 () {
+  throw new Error("HTTP/2 is not supported by enroot-ts's registry client (the bundle leaves undici's client-h2.js out)")
+}
+`
+let h2Stubbed = false
+const withoutHttp2 = {
+  name: 'without-http2',
+  setup (b) {
+    b.onResolve({ filter: /^\.\/client-h2\.js$/ }, args => {
+      if (!/[\\/]node_modules[\\/]undici[\\/]lib[\\/]dispatcher$/.test(args.resolveDir)) return undefined
+      h2Stubbed = true
+      return { path: 'undici/lib/dispatcher/client-h2.js', namespace: 'without-http2' }
+    })
+    b.onLoad({ filter: /.*/, namespace: 'without-http2' }, () => ({ contents: H2_STUB, loader: 'js' }))
+  }
+}
+
+// llhttp's WebAssembly, 145 kB of base64 (a SIMD build and a fallback), stays in node_modules (undici
+// remains a production dependency for it): undici requires one of the two on its first connection; in
+// the bundle, every command would read both, and the code cache would carry the one training used.
+const wasmOutside = {
+  name: 'wasm-outside',
+  setup (b) {
+    b.onResolve({ filter: /^\.\.\/llhttp\/llhttp(_simd)?-wasm\.js$/ }, args =>
+      ({ path: `undici/lib/llhttp/${args.path.slice('../llhttp/'.length)}`, external: true }))
+  }
+}
+
 const result = await build({
   entryPoints: [join(root, 'launcher', 'src', 'cli.ts')],
   bundle: true,
@@ -30,14 +68,21 @@ const result = await build({
   format: 'cjs',
   target: 'node20',
   write: false,
-  // Loaded file by file from node_modules when a command needs it (image/undici-parts.ts says why).
-  external: ['undici'],
+  // undici comes in file by file (image/undici-files.cts) and initialises only when a command first
+  // reaches the registry client: esbuild wraps a module reached through import() in a lazy init.
+  plugins: [withoutHttp2, wasmOutside],
   // import.meta.url in a CommonJS bundle: the bundle's own URL (install-paths.ts walks up from it).
   define: { 'import.meta.url': '__enroot_bundle_url' },
   banner: { js: 'const __enroot_bundle_url = require("node:url").pathToFileURL(__filename).href;' },
   logLevel: 'warning'
 })
-const code = result.outputFiles[0].text
+// esbuild escapes non-ASCII characters in code but not in the comments it keeps (a '§' in a doc comment,
+// an 'ä' in a licence): one is enough for V8 to hold the whole source as UTF-16. All ASCII, it is a
+// one-byte string, read and decoded about 1 ms faster by every command. A \uXXXX escape would mean the
+// same character anywhere in code too, so the replacement is safe wherever it lands.
+const code = result.outputFiles[0].text.replace(/[^\x00-\x7f]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+if (!h2Stubbed) throw new Error("bundle: undici's client-h2.js was not replaced; update the without-http2 plugin")
+if (/require\("(node:)?http2"\)/.test(code)) throw new Error('bundle: node:http2 is in the bundle; find what requires it')
 const id = createHash('sha256').update(code).digest('hex')
 mkdirSync(dirname(out), { recursive: true })
 rmSync(cache, { force: true })
@@ -45,12 +90,42 @@ writeFileSync(`${out}.tmp`, `// enroot-build ${id}\n${code}`)
 renameSync(`${out}.tmp`, out)
 
 // ---- training ----
+/** Runs node with `args`; resolves with its exit status and stderr (kept for a failure message). */
+function run (args, env) {
+  return new Promise(resolve => {
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 })
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', s => { stderr += s })
+    child.on('error', err => resolve({ status: null, stderr: String(err) }))
+    child.on('close', status => resolve({ status, stderr }))
+  })
+}
+
+// What bin/enroot does with the cache, in a fresh process: exits 1 when V8 rejects it.
+const CACHE_CHECK = `const { readFileSync } = require('node:fs'); const vm = require('node:vm')
+const [file, cache] = process.argv.slice(1)
+const source = readFileSync(file, 'utf8')
+const id = Buffer.byteLength(source.slice(0, source.indexOf('\\n') + 1))
+const script = new vm.Script(require('node:module').wrap(source), { filename: file, cachedData: readFileSync(cache).subarray(id) })
+process.exitCode = script.cachedDataRejected ? 1 : 0`
+
+/** Writes the cache from scratch with `runs`, one after the other; false when V8 then rejects it. */
+async function train (runs, env) {
+  rmSync(cache, { force: true })
+  for (const r of runs) {
+    await run([join(root, 'bin', 'enroot'), ...r.args], env)
+  }
+  return !existsSync(cache) || (await run(['-e', CACHE_CHECK, out, cache], {})).status === 0
+}
+
 const work = mkdtempSync(join(tmpdir(), 'enroot-train-'))
 try {
   const dirs = Object.fromEntries(['data', 'cache', 'config', 'run', 'tmp'].map(d => [d, join(work, d)]))
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true })
-  const rootfs = join(dirs.data, 'train')
-  for (const d of ['bin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'run', 'var/run', 'var/lock', 'usr', 'root']) mkdirSync(join(rootfs, d), { recursive: true })
+  // the same empty root filesystem twice: a container `start` names, and a named one of a Slurm step
+  for (const name of ['train', 'pyxis_train']) {
+    for (const d of ['bin', 'dev', 'etc', 'proc', 'sys', 'tmp', 'run', 'var/run', 'var/lock', 'usr', 'root']) mkdirSync(join(dirs.data, name, d), { recursive: true })
+  }
   const env = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: work,
@@ -61,9 +136,17 @@ try {
     ENROOT_TEMP_PATH: dirs.tmp,
     ENROOT_WRITE_CODE_CACHE: cache
   }
-  const train = [['version'], ['list'], ['start', 'train', '/enroot-training-run']]
-  for (const args of train) {
-    spawnSync(process.execPath, [join(root, 'bin', 'enroot'), ...args], { env, stdio: 'ignore', timeout: 60_000 })
+  const runs = [
+    { args: ['version'] },
+    { args: ['list'] },
+    { args: ['start', 'train', '/enroot-training-run'] },
+    // the per-node launcher of a Slurm step (doc/slurm.md), reusing a named container: its stop command
+    // cannot run in the empty root filesystem either
+    { args: ['slurm-launch', '--job-id=1', '--step-id=0', `--runtime-path=${join(work, 'pyxis')}`, '--name=train', '--entrypoint=n', `--cwd=${work}`, `--mount=${work} /mnt x-create=auto,rbind`] }
+  ]
+  if (!await train(runs, env)) {
+    rmSync(cache, { force: true })
+    process.stderr.write('bundle: V8 rejects the code cache that training wrote; enroot will run without it (slower start-up)\n')
   }
   try { chmodSync(cache, 0o644) } catch {
     process.stderr.write('bundle: no code cache was written; enroot will run without it (slower start-up)\n')
