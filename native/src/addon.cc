@@ -11,7 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
   exports.Set("makeError", Napi::Function::New(env, MakeError));
   exports.Set("isTerminal", Napi::Function::New(env, IsTerminal));
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   return exports;
 }
 

@@ -1,4 +1,5 @@
 #include "join.h"
+#include "nofile.h"
 #include "errors.h"
 #include "seccomp.h"
 #include "spawn.h"
@@ -26,6 +27,7 @@ struct join_req {
   unsigned last_cap;
   const char *cwd;          // or nullptr
   int cwd_from_target;
+  unsigned nofile;          // the caller's RLIMIT_NOFILE soft limit, 0 to keep ours
   char *const *argv;
   char *const *envp;
 };
@@ -78,6 +80,7 @@ const char *env_path(char *const *envp) {
 
 [[noreturn]] void join_child(const join_req &r, int fd, pid_t node) {
   if (enr_child_init(node) < 0) _exit(1);
+  enr_restore_nofile(r.nofile);
   char pidstr[24];
   enr_utoa((unsigned long)r.target, pidstr, sizeof pidstr);
   // Every fd first: joining the mount namespace changes what /proc shows.
@@ -168,6 +171,7 @@ Napi::Value SpawnJoined(const Napi::CallbackInfo &info) {
   r.last_cap = o.Get("capLast").IsNumber() ? o.Get("capLast").ToNumber().Uint32Value() : 40;
   r.cwd = cwd.empty() ? nullptr : cwd.c_str();
   r.cwd_from_target = o.Get("cwdFromTarget").ToBoolean().Value();
+  r.nofile = o.Get("nofile").IsNumber() ? o.Get("nofile").ToNumber().Uint32Value() : 0;
   r.argv = av.data();
   r.envp = ev.data();
 

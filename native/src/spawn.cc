@@ -1,4 +1,5 @@
 #include "spawn.h"
+#include "nofile.h"
 #include "errors.h"
 #include "mount.h"
 #include "switchroot.h"
@@ -247,15 +248,6 @@ bool is_batch(const char *buf, size_t len) {
   return enr_next(&r, &rec) > 0 && rec.tag == ENR_T_BATCH;
 }
 
-// Node raises its RLIMIT_NOFILE soft limit to the hard one at start-up; the container gets the caller's
-// soft limit back (programs that select() or size tables by it misbehave with a huge one).
-void restore_nofile(unsigned soft) {
-  struct rlimit rl;
-  if (soft == 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0 || (rlim_t)soft > rl.rlim_cur) return;
-  rl.rlim_cur = soft;
-  (void)setrlimit(RLIMIT_NOFILE, &rl);
-}
-
 int make_rc_memfd(int fd, const char *buf, size_t len) {
   struct enr_reader r = { buf, buf + len };
   struct enr_rec rec;
@@ -343,7 +335,7 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
   enr_inherit_stdio();
   int rcfd = make_rc_memfd(fd, buf2, len2);
   if ((rc = enr_switchroot(g_root)) < 0) enr_fail(fd, ENR_STEP_SWITCHROOT, -rc, p.rootdir != nullptr ? p.rootdir : p.image);
-  restore_nofile(p.nofile);
+  enr_restore_nofile(p.nofile);
   struct enr_exec_args a = { fd, p.flags, p.last_cap, buf2, len2, rcfd };
   enr_exec_container(&a);
 }

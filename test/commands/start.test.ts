@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, chownSync, lchownSync, chmodSync, writeFileSync, existsSync, readFileSync, readdirSync, statSync, symlinkSync } from 'node:fs'
+import { mkdirSync, chownSync, lchownSync, chmodSync, writeFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { enroot, enrootEnv, userTmp, IS_ROOT, testUser, requireFeature, runAsUser, REPO, ENROOT } from '../helpers/env.js'
 import { errorLine, busyboxImage } from './fixtures.js'
+import { pidsWith, until } from '../helpers/procs.js'
 
 t.test('start validates the rootfs, -e, --mount and --conf before anything runs', async t => {
   const dir = userTmp(t)
@@ -97,25 +98,6 @@ const exited = async (c: ChildProcess): Promise<{ code: number | null, signal: s
   c.exitCode !== null || c.signalCode !== null
     ? { code: c.exitCode, signal: c.signalCode }
     : await new Promise(resolve => c.on('close', (code, signal) => resolve({ code, signal })))
-
-async function until (cond: () => boolean, ms = 15000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) return false
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-  return true
-}
-
-/** Host pids whose command line contains marker. */
-function pidsWith (marker: string): number[] {
-  const out: number[] = []
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n) || Number(n) === process.pid) continue
-    try { if (readFileSync(`/proc/${n}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(marker)) out.push(Number(n)) } catch {}
-  }
-  return out
-}
 
 /** The container's own process (busybox exec'd), not node or the pid-namespace parent sharing node's command line. */
 const containerPids = (marker: string): number[] =>
@@ -324,6 +306,31 @@ t.test('SIGKILL of start at any phase leaves no process or mount behind, and the
   const r = await enroot(['start', 'bb', 'true'], env)
   t.equal(r.status, 0, r.stderr)
   t.same(readdirSync(run), [], 'stale runtime directories of killed starts are gone after the next start')
+})
+
+t.test('a start killed while its conf script runs leaves nothing behind: not the script\'s bash, its children or a runtime directory', async t => {
+  const { dir, env } = await container(t)
+  const run = join(dir, 'run')
+  const marker = `sleep ${String(7000000 + Math.floor(Math.random() * 100000))}`
+  const pidFile = join(dir, 'conf.pid')
+  const conf = join(dir, 'slow.conf')
+  writeFileSync(conf, `environ() {\n  echo $$ > "${pidFile}.tmp"; mv "${pidFile}.tmp" "${pidFile}"\n  ${marker}\n}\n`)
+  t.teardown(() => { for (const p of pidsWith(marker)) try { process.kill(p, 'SIGKILL') } catch {} })
+  const gone = (pid: number): boolean => ['', 'Z'].includes(procState(pid))
+  // SIGTERM and SIGINT too: no handler is installed while the plan is made, so Node dies of them.
+  for (const sig of ['SIGKILL', 'SIGTERM', 'SIGINT'] as const) {
+    rmSync(pidFile, { force: true })
+    const { child, out } = spawnEnroot(['start', '--conf', conf, 'bb', 'true'], env)
+    if (!t.ok(await until(() => existsSync(pidFile) && pidsWith(marker).length > 0), `${sig}: environ() runs`, out)) { child.kill('SIGKILL'); continue }
+    const bash = Number(readFileSync(pidFile, 'utf8'))
+    // 'exit', not 'close': a surviving script would hold start's stderr open, and the test would hang.
+    const died = new Promise<string | null>(resolve => child.on('exit', (_code, signal) => resolve(signal)))
+    child.kill(sig)
+    t.equal(await died, sig, `${sig}: start died of it`)
+    t.ok(await until(() => gone(bash), 2000), `${sig}: the script's bash is gone`)
+    t.ok(await until(() => pidsWith(marker).length === 0, 2000), `${sig}: so is the command it was running`)
+    t.same(readdirSync(run), [], `${sig}: no runtime directory is left`)
+  }
 })
 
 t.test('a hook after 10-shadow reads and extends the new /etc/passwd; the container sees it read-only', async t => {

@@ -1,11 +1,16 @@
 import t from 'tap'
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { loadConfig, parseConfigText, isFalsy, loadDirectives, needsSyntaxCheck } from '../../launcher/src/config/load.js'
 
+// Every directory this file makes, removed when it ends.
+const made: string[] = []
+t.teardown(() => { for (const d of made) rmSync(d, { recursive: true, force: true }) })
+const tmp = (prefix: string): string => { const d = mkdtempSync(join(tmpdir(), prefix)); made.push(d); return d }
+
 function sysconf (files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'enroot-conf-'))
+  const dir = tmp('enroot-conf-')
   mkdirSync(join(dir, 'enroot.conf.d'))
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text)
   return dir
@@ -66,7 +71,7 @@ t.test('falsy values unset the key, including from the environment', async t => 
 })
 
 t.test('directives override the environment and CLI flags override directives', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'enroot-d-'))
+  const dir = tmp('enroot-d-')
   const conf = join(dir, 'x.conf')
   writeFileSync(conf, '#ENROOT_REMAP_ROOT=y\n#ENROOT_ROOTFS_WRITABLE n\nENROOT_MOUNT_HOME=y\n')
   const cfg = loadConfig({ env: { ...baseEnv, ENROOT_ROOTFS_WRITABLE: 'y' }, sysconfdir: sysconf({}), uid: 1000 })

@@ -69,3 +69,8 @@ t.test('a script without functions gives empty output; a failing function stops 
 t.test('hooks() is a hook that sources the script with the command as "$@"', async t => {
   t.same(confHook('/c.sh', ['ls', '-l']), { path: '/c.sh', argv: ['bash', '--norc', '--noprofile', '-c', 'set -euo pipefail; source "$0"; hooks', '/c.sh', 'ls', '-l'] })
 })
+
+t.test('the script runs in a session of its own, under a bash whose parent is us (it dies with us)', async t => {
+  const p = write('session.sh', 'environ() { read -r _ _ _ _ _ sid _ < /proc/$$/stat; echo "PARENT=$PPID"; echo "LEADER=$([ "$sid" = $$ ] && echo y)"; }\n')
+  t.equal(runConfScript(checkConfScript(p), [], { PATH: process.env.PATH ?? '/usr/bin:/bin' }).environ, `PARENT=${process.pid}\nLEADER=y\n`)
+})

@@ -97,14 +97,7 @@ export async function exitOf (child: ChildProcess): Promise<{ code: number | nul
   return await new Promise(resolve => child.on('close', (code, signal) => resolve({ code, signal })))
 }
 
-export async function until (cond: () => boolean, ms = 10000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) return false
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-  return true
-}
+export { until } from '../helpers/procs.js'
 
 /** Processes of the test user whose command line contains marker (stray-process checks). */
 export function userProcesses (marker: string): string[] {

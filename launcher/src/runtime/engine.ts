@@ -364,7 +364,9 @@ export async function execInContainer (pid: number, command: string[], opts: Exe
     cwdFromTarget: true,
     namespaces: NS.user | NS.pid | NS.mnt | NS.net | NS.ipc | NS.uts | NS.cgroup,
     seccomp: !sameUserNs,
-    ambientCaps: false
+    ambientCaps: false,
+    // the caller's soft limit, as start gives the container (not the one Node raised)
+    nofile: callerNofile()
   })
   const unforward = opts.forwardSignals === false ? () => {} : forwardSignals(() => child)
   try { return toResult(await waitChild(child)) } finally { unforward() }

@@ -32,6 +32,8 @@ export interface JoinOptions {
   seccomp: boolean
   /** raise every capability as ambient so a non-root mapped uid keeps them across execve (hooks) */
   ambientCaps: boolean
+  /** RLIMIT_NOFILE soft limit to lower ours to before exec (the caller's, see callerNofile); 0 keeps it */
+  nofile?: number
 }
 
 interface Addon {
@@ -44,7 +46,7 @@ interface Addon {
 }
 
 /** native/src/addon.cc's abiVersion: an addon built from other sources is refused with the fix. */
-const ABI_VERSION = 2
+const ABI_VERSION = 3
 
 let addon: Addon | undefined
 
@@ -246,6 +248,8 @@ export function spawnJoined (opts: JoinOptions): number {
   if (!Number.isInteger(opts.pid) || opts.pid < 1) throw new EnrootError('INVALID', `Invalid argument: ${opts.pid}`)
   if (opts.argv.length === 0) throw new EnrootError('INVALID', 'Invalid argument: empty command')
   for (const e of opts.env) if (!e.includes('=') || e.includes('\0')) throw new EnrootError('INVALID', `Invalid argument: ${e}`)
+  const nofile = opts.nofile ?? 0
+  if (!Number.isInteger(nofile) || nofile < 0) throw new EnrootError('INVALID', `Invalid argument: nofile ${nofile}`)
   const a = loadAddon()
-  try { return a.spawnJoined({ ...opts, capLast: capLast() }) } catch (err) { throw nativeError(err) }
+  try { return a.spawnJoined({ ...opts, nofile: Math.min(nofile, 0xffffffff), capLast: capLast() }) } catch (err) { throw nativeError(err) }
 }
