@@ -41,7 +41,19 @@ export interface ImportRequest {
   reuseEntry?: boolean
 }
 
-export interface ImportResult { output: string, cachedImage: boolean, method: 'link' | 'copy' | 'entry' }
+export interface ImportResult {
+  output: string
+  cachedImage: boolean
+  method: 'link' | 'copy' | 'entry'
+  /**
+   * The image's /etc/environment and /etc/fstab as the import wrote them into the squashfs (docker://
+   * only; they are part of the cache key, so an entry always holds exactly these): a start of the entry
+   * need not read them back out with unsquashfs.
+   */
+  files?: ImageFilesText
+}
+
+export interface ImageFilesText { environment: string, fstab: string }
 
 /** Schemes other than docker://, dockerd:// and podman:// are refused before any work. */
 export function checkScheme (uri: string): void {
@@ -107,10 +119,12 @@ export async function importImage (cfg: Config, req: ImportRequest): Promise<Imp
     }, imageKeyMaterial(keyInput))
     if (!image.built) log.info('Found the converted image in the cache')
 
-    if (req.reuseEntry === true && !image.path.startsWith(`${scratch}/`)) return { output: image.path, cachedImage: !image.built, method: 'entry' }
+    const text = (path: string): string => extraFiles.find(f => f.path === path)?.content ?? ''
+    const files = { environment: text('/etc/environment'), fstab: text('/etc/fstab') }
+    if (req.reuseEntry === true && !image.path.startsWith(`${scratch}/`)) return { output: image.path, cachedImage: !image.built, method: 'entry', files }
     progress({ kind: 'phase', phase: 'publish' })
     const method = await publishOutput(image.path, output, store.mayLinkOutput(image.path))
-    return { output, cachedImage: !image.built, method }
+    return { output, cachedImage: !image.built, method, files }
   } finally {
     await client.close().catch(() => {})
     rmSync(scratch, { recursive: true, force: true })

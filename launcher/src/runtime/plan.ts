@@ -41,6 +41,8 @@ export interface StartOptions {
    * builds them itself (the Slurm launcher): the same precedence as --conf, without a bash per start.
    */
   confData?: ConfData
+  /** the image's /etc/environment and /etc/fstab when the caller knows them (ImportResult.files) */
+  imageFiles?: { environment: string, fstab: string }
 }
 
 export interface ConfData {
@@ -156,7 +158,7 @@ export function buildPlan (opts: StartOptions, baseCfg: Config): BuiltPlan {
   const confOrigin = confPath ?? opts.confData?.origin ?? ''
   const dropins = listDropIns(cfg.get('ENROOT_SYSCONF_PATH') ?? '', cfg.get('ENROOT_CONFIG_PATH') ?? '')
 
-  const image = imageFiles(root.source, cfg.get('ENROOT_TEMP_PATH') ?? '/tmp')
+  const image = opts.imageFiles ?? imageFiles(root.source, cfg.get('ENROOT_TEMP_PATH') ?? '/tmp')
 
   // Environment, lowest precedence first; substitution only for the image and drop-in files.
   const environ = mergeEnv(formatEnv([

@@ -8,7 +8,7 @@
 //   slurm-teardown: after the step's last local task: --container-save export, remove unnamed containers;
 //   slurm-epilog:   container_scope=job: remove this job's containers on the node.
 import { makeDirs } from '../util/fs.js'
-import { spawnSync } from 'node:child_process'
+import { childProcess } from '../util/builtins.js'
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { userInfo } from 'node:os'
@@ -16,6 +16,7 @@ import type { Command } from '../commands/types.js'
 import type { Config } from '../config/load.js'
 import { EnrootError } from '../util/errors.js'
 import { containerPath, dataPath, fixPerms, isDir, isSquashfs, removeTree } from '../runtime/rootfs-store.js'
+import type { ImageFilesText } from '../image/import.js'
 import {
   STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseStepRequest, readyLine, savePath,
   NO_ENTRYPOINT_RC, startData, type StepRequest
@@ -63,10 +64,12 @@ interface Rootfs {
   temporary?: string
   /** a running named container to attach to */
   running?: number
+  /** the image's /etc/environment and /etc/fstab, known from the import (no unsquashfs at start) */
+  imageFiles?: ImageFilesText
 }
 
 /** The image as a squashfs file: a cache entry (no copy), or the user's file. */
-async function imageFile (r: StepRequest, cfg: Config, image: string): Promise<{ path: string, temporary: boolean }> {
+async function imageFile (r: StepRequest, cfg: Config, image: string): Promise<{ path: string, temporary: boolean, files?: ImageFilesText }> {
   const src = imageSource(image, r.cwd)
   if (src.kind === 'squashfs') {
     if (!isSquashfs(src.path)) throw new EnrootError('IMAGE', `failed to create container filesystem for image: ${image}`, { hint: `not a squashfs file: ${src.path}` })
@@ -83,14 +86,14 @@ async function imageFile (r: StepRequest, cfg: Config, image: string): Promise<{
     throw new EnrootError('IMAGE', `failed to import docker image: ${image}: ${(err as Error).message}`, { cause: err })
   }
   say(`imported docker image: ${image}`)
-  return { path: res.output, temporary: res.method !== 'entry' }
+  return { path: res.output, temporary: res.method !== 'entry', ...(res.files === undefined ? {} : { files: res.files }) }
 }
 
 /** enroot create, in process: unsquashfs into the data path (node-local scratch), then enroot's fixperms. */
 function extract (cfg: Config, image: string, squashfs: string, rootfs: string): void {
   makeDirs(dataPath(cfg), 0o700)
   const procs = cfg.int('ENROOT_MAX_PROCESSORS')
-  const r = spawnSync('unsquashfs', ['-no-progress', ...(procs > 0 ? ['-processors', String(procs)] : []), '-user-xattrs', '-d', rootfs, squashfs],
+  const r = childProcess().spawnSync('unsquashfs', ['-no-progress', ...(procs > 0 ? ['-processors', String(procs)] : []), '-user-xattrs', '-d', rootfs, squashfs],
     { stdio: ['ignore', 2, 2] })
   if (r.status !== 0) {
     removeTree(rootfs)
@@ -119,7 +122,7 @@ async function prepare (r: StepRequest, cfg: Config, name: string): Promise<Root
   // and whose filesystem nobody saves (pyxis's use_squashfuse rule).
   if (r.useSquashfuse && r.name === undefined && r.save === undefined) {
     say(`skipping container creation (squashfuse enabled): ${name}`)
-    return { arg: img.path, ...(img.temporary ? { temporary: img.path } : {}) }
+    return { arg: img.path, ...(img.temporary ? { temporary: img.path } : {}), ...(img.files === undefined ? {} : { imageFiles: img.files }) }
   }
   say(`creating container filesystem: ${name}`)
   try {
@@ -178,7 +181,7 @@ function stoppedDescendant (root: number): number | undefined {
  * 'kill -STOP $$'` with pyxis's configuration script given as data); resolves with the stopped container
  * pid and the promise of the container's end.
  */
-async function start (r: StepRequest, cfg: Config, rootfs: string, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
+async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
   const rcLocal = join(runtimeDir(r), `${r.job}.${r.step}.rc.local`)
   if (!r.entrypoint) writeFileSync(rcLocal, NO_ENTRYPOINT_RC, { mode: 0o644 })
   say(`starting container: ${name}`)
@@ -186,7 +189,7 @@ async function start (r: StepRequest, cfg: Config, rootfs: string, name: string)
   try {
     const { buildPlan } = await import('../runtime/plan.js')
     const confData = { ...startData(r, process.env, rcLocal), origin: '--container-mounts' }
-    const { plan } = buildPlan({ rootfs, confData, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
+    const { plan } = buildPlan({ rootfs: rootfs.arg, ...(rootfs.imageFiles === undefined ? {} : { imageFiles: rootfs.imageFiles }), confData, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
     // `enroot list --fancy` finds running containers by this file (the engine removes the directory at exit).
     makeDirs(plan.runtimeDir, 0o700)
     writeFileSync(join(plan.runtimeDir, 'name'), `${plan.name ?? ''}\n`)
@@ -240,7 +243,7 @@ const launch: Command = {
         status(fd, readyLine(rootfs.running, true))
         return 0
       }
-      const { pid, ended } = await start(r, cfg, rootfs.arg, name)
+      const { pid, ended } = await start(r, cfg, rootfs, name)
       say(`completed container setup in ${Date.now() - began} ms (image and root filesystem ${prepared - began} ms, start ${Date.now() - prepared} ms)`)
       // From now on this process only supervises: the container dies with it (PR_SET_PDEATHSIG), and the
       // shim ends both by killing the container at step end. A signal for us ends the container at once.
@@ -294,7 +297,7 @@ const teardown: Command = {
     if (r.save !== undefined && r.allStarted) {
       const out = savePath(r.save, r.cwd)
       // Rare and long: the export command itself (mksquashfs), as a subprocess.
-      const e = spawnSync(process.execPath, [process.argv[1] as string, 'export', '-f', '-o', out, name], { stdio: ['ignore', 'inherit', 'inherit'] })
+      const e = childProcess().spawnSync(process.execPath, [process.argv[1] as string, 'export', '-f', '-o', out, name], { stdio: ['ignore', 'inherit', 'inherit'] })
       if (e.status === 0) say(`exported container ${name} to ${out}`)
       else { say(`failed to export container ${name} to ${out}`); failed = true }
     }
