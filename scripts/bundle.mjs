@@ -1,19 +1,21 @@
-// Builds dist/enroot.cjs, the whole launcher in one CommonJS file, and dist/enroot.cjs.cache, a V8 code
-// cache for it (run by `npm run build`, after tsc). bin/enroot loads the two.
+// Builds dist/enroot.cjs, the whole launcher in one CommonJS file, and two V8 code caches for it (run by
+// `npm run build`, after tsc): dist/enroot.cjs.net.cache for the commands that talk to a registry (import,
+// load, digest and the Slurm launcher: bin/enroot's NET list) and dist/enroot.cjs.cache for the rest.
 //
 // Why: every `enroot start` pays Node's start-up plus the loading of its own code. As 30 ES modules that
 // cost 45 ms over `node -e 0` here; one file cuts the resolving and reading, and the code cache cuts the
-// compiling: V8 takes the bytecode of every function the training run below used instead of parsing and
-// compiling them again (bench/start prints the figures).
+// compiling: V8 takes the bytecode of every function a training run below used instead of parsing and
+// compiling them again (bench/start and bench/srun print the figures; a warm Slurm launcher uses 87 ms of
+// CPU instead of 134). Two caches because V8 deserialises a whole cache in every process: the registry
+// client's functions would cost every `enroot start` about 3 ms.
 //
-// The cache is made by training: bin/enroot runs `version`, `list` and a `start` of an empty root
-// filesystem (its command cannot exist, so it fails after the whole start-up path has run) with
-// ENROOT_WRITE_CODE_CACHE set, each run adding the functions it compiled. Not a registry request: V8
-// deserialises the whole cache in every process, and undici's functions in it cost every `enroot start`
-// 3 ms (measured) to save a registry command 10 ms; those compile when first used. V8 checks the cache against its own version and flags and
-// rejects it otherwise; bin/enroot then compiles as usual (training checks that V8 takes what it wrote).
-// The first line of the bundle is a hash of it, repeated at the head of the cache, so a cache never meets
-// other bytes.
+// Training: bin/enroot runs each command with ENROOT_WRITE_CODE_CACHE set, each run adding the functions it
+// compiled: `version`, `list` and a `start` of an empty root filesystem (its command cannot exist, so it
+// fails after the whole start-up path has run); then, against a registry in this process
+// (scripts/train-registry.mjs), the warm paths of a Slurm step's launcher, `import` and `digest`. V8 checks
+// a cache against its own version and flags and rejects it otherwise; bin/enroot then compiles as usual
+// (training checks that V8 takes what it wrote). The first line of the bundle is a hash of it, repeated
+// at the head of each cache, so a cache never meets other bytes.
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { spawn } from 'node:child_process'
@@ -21,6 +23,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writ
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { startTrainingRegistry, TRAIN_IMAGE } from './train-registry.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, 'dist', 'enroot.cjs')
@@ -86,6 +89,7 @@ if (/require\("(node:)?http2"\)/.test(code)) throw new Error('bundle: node:http2
 const id = createHash('sha256').update(code).digest('hex')
 mkdirSync(dirname(out), { recursive: true })
 rmSync(cache, { force: true })
+rmSync(`${out}.net.cache`, { force: true })
 writeFileSync(`${out}.tmp`, `// enroot-build ${id}\n${code}`)
 renameSync(`${out}.tmp`, out)
 
@@ -109,16 +113,20 @@ const id = Buffer.byteLength(source.slice(0, source.indexOf('\\n') + 1))
 const script = new vm.Script(require('node:module').wrap(source), { filename: file, cachedData: readFileSync(cache).subarray(id) })
 process.exitCode = script.cachedDataRejected ? 1 : 0`
 
-/** Writes the cache from scratch with `runs`, one after the other; false when V8 then rejects it. */
-async function train (runs, env) {
-  rmSync(cache, { force: true })
+/** Writes `file` from scratch with `runs`, one after the other; false when V8 then rejects it. */
+async function train (file, runs, env) {
+  rmSync(file, { force: true })
   for (const r of runs) {
-    await run([join(root, 'bin', 'enroot'), ...r.args], env)
+    await run([join(root, 'bin', 'enroot'), ...r.args], { ...env, ...(r.write === false ? {} : { ENROOT_WRITE_CODE_CACHE: file }) })
   }
-  return !existsSync(cache) || (await run(['-e', CACHE_CHECK, out, cache], {})).status === 0
+  if (!existsSync(file)) return true
+  if ((await run(['-e', CACHE_CHECK, out, file], {})).status === 0) return true
+  rmSync(file, { force: true })
+  return false
 }
 
 const work = mkdtempSync(join(tmpdir(), 'enroot-train-'))
+const registry = await startTrainingRegistry()
 try {
   const dirs = Object.fromEntries(['data', 'cache', 'config', 'run', 'tmp'].map(d => [d, join(work, d)]))
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true })
@@ -134,23 +142,33 @@ try {
     ENROOT_CONFIG_PATH: dirs.config,
     ENROOT_RUNTIME_PATH: dirs.run,
     ENROOT_TEMP_PATH: dirs.tmp,
-    ENROOT_WRITE_CODE_CACHE: cache
+    ENROOT_ALLOW_HTTP: 'y'
   }
-  const runs = [
-    { args: ['version'] },
-    { args: ['list'] },
-    { args: ['start', 'train', '/enroot-training-run'] },
-    // the per-node launcher of a Slurm step (doc/slurm.md), reusing a named container: its stop command
-    // cannot run in the empty root filesystem either
-    { args: ['slurm-launch', '--job-id=1', '--step-id=0', `--runtime-path=${join(work, 'pyxis')}`, '--name=train', '--entrypoint=n', `--cwd=${work}`, `--mount=${work} /mnt x-create=auto,rbind`] }
+  const image = `docker://${registry.host}#${TRAIN_IMAGE}`
+  const step = (n, ...more) => ['slurm-launch', '--job-id=1', `--step-id=${n}`, `--runtime-path=${join(work, 'pyxis')}`, '--entrypoint=n', `--cwd=${work}`, ...more]
+  const caches = [
+    { file: cache, runs: [{ args: ['version'] }, { args: ['list'] }, { args: ['start', 'train', '/enroot-training-run'] }] },
+    // bin/enroot's NET commands: a Slurm step's launcher and the registry commands, on their warm paths
+    // (the image is in the cache: the first, untrained import converts it). A container's command cannot
+    // run in these root filesystems, so each start fails once everything before it has run.
+    {
+      file: `${out}.net.cache`,
+      runs: [
+        { args: ['import', '-o', join(work, 'cold.sqsh'), image], write: false },
+        { args: step(1, `--image=${image.slice('docker://'.length)}`, '--use-squashfuse') },
+        { args: step(2, '--name=train', `--mount=${work} /mnt x-create=auto,rbind`) },
+        { args: ['import', '-o', join(work, 'warm.sqsh'), image] },
+        { args: ['digest', image] }
+      ]
+    }
   ]
-  if (!await train(runs, env)) {
-    rmSync(cache, { force: true })
-    process.stderr.write('bundle: V8 rejects the code cache that training wrote; enroot will run without it (slower start-up)\n')
-  }
-  try { chmodSync(cache, 0o644) } catch {
-    process.stderr.write('bundle: no code cache was written; enroot will run without it (slower start-up)\n')
+  for (const c of caches) {
+    if (!await train(c.file, c.runs, env)) process.stderr.write(`bundle: V8 rejects the code cache that training wrote (${c.file}); enroot will run without it (slower start-up)\n`)
+    try { chmodSync(c.file, 0o644) } catch {
+      process.stderr.write(`bundle: no code cache was written (${c.file}); enroot will run without it (slower start-up)\n`)
+    }
   }
 } finally {
+  await registry.close()
   rmSync(work, { recursive: true, force: true })
 }
