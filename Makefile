@@ -54,7 +54,7 @@ node_modules/.package-lock.json: package-lock.json
 
 # tsc rewrites every output, so dist/cli.js stands for the whole tree; `npm run build` also checks that
 # etc/enroot.conf matches the settings table.
-dist/cli.js: $(shell find launcher/src -name '*.ts' -o -name '*.cts') scripts/bundle.mjs bin/enroot tsconfig.json tsconfig.build.json node_modules/.package-lock.json
+dist/cli.js: $(shell find launcher/src -name '*.ts' -o -name '*.cts') scripts/bundle.mjs scripts/train-registry.mjs bin/enroot tsconfig.json tsconfig.build.json node_modules/.package-lock.json
 	npm run --silent build
 	touch $@
 

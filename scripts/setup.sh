@@ -44,7 +44,7 @@ if [ -f native/binding.gyp ]; then
   [ -f native/build/Release/enroot_native.node ] && [ -z "$(find native/src native/binding.gyp -newer native/build/Release/enroot_native.node)" ] || npm run --silent build:native >/dev/null
 fi
 # A second run skips the TypeScript build when nothing changed since the last one.
-if [ ! -f dist/cli.js ] || [ ! -f dist/enroot.cjs ] || [ -n "$(find launcher/src scripts/gen-conf.mjs scripts/bundle.mjs bin -newer dist/cli.js -print -quit)" ]; then
+if [ ! -f dist/cli.js ] || [ ! -f dist/enroot.cjs ] || [ -n "$(find launcher/src scripts/gen-conf.mjs scripts/bundle.mjs scripts/train-registry.mjs bin -newer dist/cli.js -print -quit)" ]; then
   npm run --silent build
   touch dist/cli.js
 fi
