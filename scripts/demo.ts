@@ -308,7 +308,9 @@ async function startCluster (): Promise<void> {
   mkdirSync(NODE_LOCAL, { recursive: true })
 
   const env = { PATH: DAEMON_PATH, HOME: '/root', LANG: 'C.UTF-8' }
-  detached('slurmctld', '/usr/sbin/slurmctld', ['-D', '-f', SLURM_CONF], { env, log: join(SLURM_DIR, 'slurmctld.out') })
+  // -c: a (re)started demo has no jobs. An allocation left by a user (salloc --no-shell) or by a run that
+  // was killed would otherwise come back from the saved state and hold the nodes, and the demo's srun wait.
+  detached('slurmctld', '/usr/sbin/slurmctld', ['-D', '-c', '-f', SLURM_CONF], { env, log: join(SLURM_DIR, 'slurmctld.out') })
   for (const node of NODES) {
     const nd = join(SLURM_DIR, node)
     mkdirSync(join(nd, 'spool'), { recursive: true })

@@ -68,9 +68,15 @@ if (requireFeature(t, 'the demo (root, Slurm, docker-registry)', why === undefin
     t.same(inside.stdout.trim().split('\n').sort(), ['node1', 'node2', 'node3'].map(n => `${n} busybox ${user.name}`))
   })
 
-  t.test('a second run restarts what the first left and succeeds again', async t => {
+  t.test('a second run restarts what the first left and succeeds again, even with every node allocated', async t => {
     const before = execFileSync('ss', ['-Hltn', 'sport = :5000'], { encoding: 'utf8' })
     t.not(before.trim(), '', 'the registry of the first run still listens')
+    // an allocation the user left behind: it must not come back with the restarted slurmctld
+    const held = await runAsUser('salloc', ['-N3', '--no-shell'], {
+      cwd: user.home,
+      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, USER: user.name, LANG: 'C.UTF-8', SLURM_CONF }
+    })
+    t.equal(held.status, 0, held.stderr)
     const r = await demo([], 300_000)
     t.equal(r.status, 0, `${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`)
     t.match(r.stdout, /demo: stopping/)
