@@ -12,13 +12,13 @@
 //   node .build/scripts/demo.js usage    the commands to use the running cluster
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { testUser, type TestUser } from '../test/helpers/env.js'
-import { NODE_LOCAL } from '../test/helpers/slurm-cluster.js'
+import { NODE_LOCAL, freePorts, getentIds, slurmConf } from '../test/helpers/slurm-cluster.js'
 import { busyboxImage, writeOciLayout, pushLayout } from '../test/helpers/oci-image.js'
 import { siteLauncher, plugstackLine } from './demo-site.js'
 
@@ -154,17 +154,6 @@ async function listening (port: number): Promise<boolean> {
   })
 }
 
-async function freePorts (n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, async () => await new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => resolve(s))
-  })))
-  const ports = servers.map(s => (s.address() as { port: number }).port)
-  await Promise.all(servers.map(async s => await new Promise(resolve => s.close(resolve))))
-  return ports
-}
-
 function portOwner (port: number): string {
   const r = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' })
   return (r.stdout ?? '').trim() || 'unknown process'
@@ -218,50 +207,6 @@ async function seedImage (): Promise<void> {
   } finally { rmSync(dir, { recursive: true, force: true }) }
 }
 
-function slurmConf (ctldPort: number, nodePorts: number[], plugstack: string): string {
-  const d = SLURM_DIR
-  return [
-    '# The enroot-ts demo cluster (scripts/demo.ts): everything on 127.0.0.1, no cgroups, no systemd.',
-    'ClusterName=enrootdemo',
-    'SlurmctldHost=localhost(127.0.0.1)',
-    `SlurmctldPort=${ctldPort}`,
-    'SlurmUser=root',
-    'SlurmdUser=root',
-    'AuthType=auth/munge',
-    'CredType=cred/munge',
-    `AuthInfo=socket=${d}/munge-socket/munge.socket`,
-    'CommunicationParameters=NoInAddrAny,NoCtldInAddrAny',
-    'ProctrackType=proctrack/linuxproc',
-    'TaskPlugin=task/none',
-    'SelectType=select/cons_tres',
-    'SelectTypeParameters=CR_Core',
-    'JobAcctGatherType=jobacct_gather/none',
-    'AccountingStorageType=accounting_storage/none',
-    'SlurmdParameters=config_overrides',
-    `SlurmdSpoolDir=${d}/%n/spool`,
-    `SlurmdPidFile=${d}/%n/slurmd.pid`,
-    `SlurmdLogFile=${d}/%n/slurmd.log`,
-    `SlurmctldPidFile=${d}/slurmctld.pid`,
-    `SlurmctldLogFile=${d}/slurmctld.log`,
-    `StateSaveLocation=${d}/state`,
-    `PlugStackConfig=${plugstack}`,
-    'MpiDefault=none',
-    'SchedulerType=sched/builtin',
-    'ReturnToService=2',
-    'KillWait=2',
-    'InactiveLimit=0',
-    'MinJobAge=5',
-    ...nodePorts.map((port, i) => `NodeName=${NODES[i] as string} NodeAddr=127.0.0.1 Port=${port} CPUs=4 RealMemory=1000 State=UNKNOWN`),
-    `PartitionName=debug Nodes=node[1-${NODES.length}] Default=YES MaxTime=INFINITE State=UP`,
-    ''
-  ].join('\n')
-}
-
-function getentIds (name: string): { uid: number, gid: number } {
-  const f = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim().split(':')
-  return { uid: Number(f[2]), gid: Number(f[3]) }
-}
-
 function client (cmd: string, args: string[], user?: TestUser, timeoutMs = 60_000): ReturnType<typeof spawnSync> & { stdout: string, stderr: string } {
   const r = spawnSync(cmd, args, {
     encoding: 'utf8',
@@ -301,7 +246,10 @@ async function startCluster (): Promise<void> {
   const so = join(REPO, 'spank', 'spank_enroot.so')
   if (!existsSync(so)) throw new Error(`${so} is missing: run scripts/setup.sh (make -C spank)`)
   writeFileSync(plugstack, plugstackLine(so, launcher), { mode: 0o644 })
-  writeFileSync(SLURM_CONF, slurmConf(ports[0] as number, ports.slice(1), plugstack), { mode: 0o644 })
+  writeFileSync(SLURM_CONF, slurmConf(SLURM_DIR, ports[0] as number, ports.slice(1), {
+    clusterName: 'enrootdemo', verbose: false,
+    comment: 'The enroot-ts demo cluster (scripts/demo.ts): everything on 127.0.0.1, no cgroups, no systemd.'
+  }), { mode: 0o644 })
   mkdirSync(join(SLURM_DIR, 'state'), { recursive: true })
   const hosts = join(SLURM_DIR, 'hosts')
   writeFileSync(hosts, `127.0.0.1 localhost ${NODES.join(' ')}\n::1 localhost ip6-localhost ip6-loopback\n`, { mode: 0o644 })

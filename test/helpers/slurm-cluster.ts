@@ -76,7 +76,8 @@ export function clusterUnavailableReason (): string | undefined {
   return undefined
 }
 
-async function freePorts (n: number): Promise<number[]> {
+/** n TCP ports free on 127.0.0.1 right now (the cluster's daemons bind them next). */
+export async function freePorts (n: number): Promise<number[]> {
   const servers = await Promise.all(Array.from({ length: n }, async () => await new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
     const s = createServer()
     s.once('error', reject)
@@ -89,16 +90,30 @@ async function freePorts (n: number): Promise<number[]> {
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
-function getentIds (name: string): { uid: number, gid: number } {
+export function getentIds (name: string): { uid: number, gid: number } {
   const f = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim().split(':')
   return { uid: Number(f[2]), gid: Number(f[3]) }
 }
 
-function slurmConf (dir: string, ctldPort: number, nodePorts: number[], cpus: number): string {
+export interface SlurmConfOptions {
+  cpus?: number
+  clusterName?: string
+  /** slurmd logs at verbose (the suite reads them when a test fails) */
+  verbose?: boolean
+  /** a first comment line */
+  comment?: string
+}
+
+/**
+ * slurm.conf of a cluster on 127.0.0.1 (the suite's and the demo's, scripts/demo.ts): slurmctld on
+ * ctldPort, nodes node1..nodeN on nodePorts, every file under dir, plugstack.conf in dir.
+ */
+export function slurmConf (dir: string, ctldPort: number, nodePorts: number[], o: SlurmConfOptions = {}): string {
   const nodes = nodePorts.map((port, i) =>
-    `NodeName=node${i + 1} NodeAddr=127.0.0.1 Port=${port} CPUs=${cpus} RealMemory=1000 State=UNKNOWN`)
+    `NodeName=node${i + 1} NodeAddr=127.0.0.1 Port=${port} CPUs=${o.cpus ?? 4} RealMemory=1000 State=UNKNOWN`)
   return [
-    `ClusterName=enroot${ctldPort}`,
+    ...(o.comment === undefined ? [] : [`# ${o.comment}`]),
+    `ClusterName=${o.clusterName ?? `enroot${ctldPort}`}`,
     'SlurmctldHost=localhost(127.0.0.1)',
     `SlurmctldPort=${ctldPort}`,
     'SlurmUser=root',
@@ -127,7 +142,7 @@ function slurmConf (dir: string, ctldPort: number, nodePorts: number[], cpus: nu
     'KillWait=2',
     'InactiveLimit=0',
     'MinJobAge=5',
-    'SlurmdDebug=verbose',
+    ...(o.verbose === false ? [] : ['SlurmdDebug=verbose']),
     ...nodes,
     `PartitionName=debug Nodes=node[1-${nodePorts.length}] Default=YES MaxTime=INFINITE State=UP`,
     ''
@@ -232,7 +247,7 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
 
     const ports = await freePorts(nodeCount + 1)
     const conf = join(dir, 'slurm.conf')
-    writeFileSync(conf, slurmConf(dir, ports[0] as number, ports.slice(1), options.cpus ?? 4), { mode: 0o644 })
+    writeFileSync(conf, slurmConf(dir, ports[0] as number, ports.slice(1), { cpus: options.cpus ?? 4 }), { mode: 0o644 })
     const plugstackPath = join(dir, 'plugstack.conf')
     writeFileSync(plugstackPath, options.plugstack ?? '', { mode: 0o644 })
     mkdirSync(join(dir, 'state'))
