@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { testUser, type TestUser } from '../test/helpers/env.js'
 import { NODE_LOCAL, freePorts, getentIds, slurmConf } from '../test/helpers/slurm-cluster.js'
 import { busyboxImage, writeOciLayout, pushLayout } from '../test/helpers/oci-image.js'
+import { registryConfig } from '../test/helpers/registry.js'
 import { siteLauncher, plugstackLine } from './demo-site.js'
 
 /** Everything the demo writes (state, logs, registry storage) lives here; nothing else on the machine changes
@@ -169,19 +170,7 @@ async function startRegistry (): Promise<void> {
   mkdirSync(storage, { recursive: true })
   const config = join(REGISTRY_DIR, 'config.yml')
   // Loopback only, plain HTTP (clients need ENROOT_ALLOW_HTTP); storage kept between runs.
-  writeFileSync(config, `version: 0.1
-log:
-  level: warn
-  formatter: text
-storage:
-  filesystem:
-    rootdirectory: ${storage}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:${REGISTRY_PORT}
-  secret: ${randomBytes(16).toString('hex')}
-`)
+  writeFileSync(config, registryConfig({ storage, port: REGISTRY_PORT, secret: randomBytes(16).toString('hex') }))
   const log = join(REGISTRY_DIR, 'registry.log')
   const pid = detached('registry', '/usr/bin/docker-registry', ['serve', config], { env: { PATH: DAEMON_PATH }, log })
   for (let i = 0; ; i++) {

@@ -47,6 +47,27 @@ export function registryAvailable (): { ok: boolean, why: string } {
   return { ok: true, why: '' }
 }
 
+/**
+ * docker-registry's config.yml for a loopback registry (the suite's and the demo's, scripts/demo.ts):
+ * plain HTTP on 127.0.0.1:port, filesystem storage, deletes allowed; the access log (blob GETs counted by
+ * the tests) only when asked. Ends with a newline, ready for an auth section.
+ */
+export function registryConfig (o: { storage: string, port: number, secret: string, accessLog?: boolean }): string {
+  return `version: 0.1
+log:
+  level: warn
+  formatter: text
+${o.accessLog === true ? '  accesslog:\n    disabled: false\n' : ''}storage:
+  filesystem:
+    rootdirectory: ${o.storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:${o.port}
+  secret: ${o.secret}
+`
+}
+
 export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const s = createServer()
@@ -81,21 +102,7 @@ export async function startRegistry (opts: { dir: string, auth?: RegistryAuth })
   mkdirSync(storage, { recursive: true })
   const port = await freePort()
   const config = join(opts.dir, 'config.yml')
-  writeFileSync(config, `version: 0.1
-log:
-  level: warn
-  formatter: text
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: ${storage}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:${port}
-  secret: enroot-test-secret
-${authSection(auth, opts.dir)}`)
+  writeFileSync(config, registryConfig({ storage, port, secret: 'enroot-test-secret', accessLog: true }) + authSection(auth, opts.dir))
 
   const lines: string[] = []
   const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] })
