@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseArgs, type OptionSpec } from '../../launcher/src/util/args.js'
+import { oneOperand, parseArgs, type OptionSpec } from '../../launcher/src/util/args.js'
 
 const specs: OptionSpec[] = [
   { name: 'arch', long: 'arch', short: 'a', value: true },
@@ -37,4 +37,10 @@ t.test('rejects unknown options, bundled short options and empty values with the
 
 t.test('-h anywhere before the first positional asks for help', async t => {
   t.ok(parseArgs(['-f', '-h'], specs, 'u').help)
+})
+
+t.test('a one-operand command names the missing operand, refuses a second, and shows its usage', async t => {
+  t.equal(oneOperand(parseArgs(['-f', 'img.sqsh'], specs, 'u'), 'IMAGE', 'u'), 'img.sqsh')
+  t.throws(() => oneOperand(parseArgs(['-f'], specs, 'usage text'), 'IMAGE', 'usage text'), { message: 'Missing argument: IMAGE', usage: 'usage text' })
+  t.throws(() => oneOperand(parseArgs(['a', 'b', 'c'], specs, 'u'), 'NAME', 'u'), { message: 'Unexpected argument: b', usage: 'u' })
 })

@@ -3,8 +3,8 @@ import { accessSync, constants, lstatSync, mkdtempSync, rmSync, statSync } from 
 import { basename, delimiter, dirname, join } from 'node:path'
 import type { Command } from './types.js'
 import type { Config } from '../config/load.js'
-import { UsageError, EnrootError, fileExists, fromSystemError, noSuchFile } from '../util/errors.js'
-import { str, bool } from '../util/args.js'
+import { EnrootError, fileExists, fromSystemError, noSuchFile } from '../util/errors.js'
+import { str, bool, oneOperand } from '../util/args.js'
 import { log } from '../util/log.js'
 import { existingFile, makeDirs } from '../util/fs.js'
 import { onInterrupt } from '../cache/interrupt.js'
@@ -110,8 +110,7 @@ export const command: Command = {
     { name: 'force', long: 'force', short: 'f' }
   ],
   async run (args, cfg) {
-    if (args.rest.length !== 1) throw new UsageError(args.rest.length === 0 ? 'Missing argument: IMAGE' : `Unexpected argument: ${args.rest[1] ?? ''}`, usage)
-    const image = existingFile(args.rest[0] as string)
+    const image = existingFile(oneOperand(args, 'IMAGE', usage))
     const sb = readSuperblock(image)
     const output = str(args, 'output')
     const target = str(args, 'target')

@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process'
 import { statSync } from 'node:fs'
 import { existingFile, makeDirs } from '../util/fs.js'
 import type { Command } from './types.js'
-import { UsageError, EnrootError, noSuchFile, fileExists } from '../util/errors.js'
-import { str, bool } from '../util/args.js'
+import { EnrootError, fileExists } from '../util/errors.js'
+import { str, bool, oneOperand } from '../util/args.js'
 import { log } from '../util/log.js'
 import { defaultName } from '../runtime/names.js'
 import { containerPath, dataPath, fixPerms, removeTree } from '../runtime/rootfs-store.js'
@@ -24,8 +24,7 @@ export const command: Command = {
     { name: 'force', long: 'force', short: 'f' }
   ],
   async run (args, cfg) {
-    if (args.rest.length !== 1) throw new UsageError(args.rest.length === 0 ? 'Missing argument: IMAGE' : `Unexpected argument: ${args.rest[1] ?? ''}`, usage)
-    const image = existingFile(args.rest[0] as string)
+    const image = existingFile(oneOperand(args, 'IMAGE', usage))
     if (spawnSync('unsquashfs', ['-s', image], { stdio: 'ignore' }).status !== 0) throw new EnrootError('IMAGE', `Invalid image format: ${image}`)
     const rootfs = containerPath(cfg, str(args, 'name') ?? defaultName(image))
     if (statSync(rootfs, { throwIfNoEntry: false }) !== undefined) {

@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process'
 import { writeFileSync, rmSync, mkdtempSync, lstatSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Command } from './types.js'
-import { UsageError, EnrootError, fileExists, fromSystemError } from '../util/errors.js'
-import { str, bool } from '../util/args.js'
+import { EnrootError, fileExists, fromSystemError } from '../util/errors.js'
+import { str, bool, oneOperand } from '../util/args.js'
 import { log } from '../util/log.js'
 import { requireContainer, exportExcludes } from '../runtime/rootfs-store.js'
 
@@ -23,8 +23,7 @@ export const command: Command = {
     { name: 'force', long: 'force', short: 'f' }
   ],
   async run (args, cfg) {
-    if (args.rest.length !== 1) throw new UsageError(args.rest.length === 0 ? 'Missing argument: NAME' : `Unexpected argument: ${args.rest[1] ?? ''}`, usage)
-    const name = args.rest[0] as string
+    const name = oneOperand(args, 'NAME', usage)
     const rootfs = requireContainer(cfg, name)
     const output = resolve(str(args, 'output') ?? `${name}.sqsh`)
     const existing = lstatSync(output, { throwIfNoEntry: false })

@@ -70,3 +70,11 @@ export const list = (p: Parsed, name: string): string[] => {
   const v = p.opts[name]
   return Array.isArray(v) ? v : []
 }
+
+/** The one operand of a command such as `create IMAGE`: enroot's errors for none (naming it) and for more. */
+export function oneOperand (p: Parsed, what: string, usage: string): string {
+  const [first, extra] = p.rest
+  if (first === undefined) throw new UsageError(`Missing argument: ${what}`, usage)
+  if (p.rest.length > 1) throw new UsageError(`Unexpected argument: ${extra ?? ''}`, usage)
+  return first
+}
