@@ -13,6 +13,7 @@ import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, wri
 import { join } from 'node:path'
 import { userInfo } from 'node:os'
 import type { Command } from '../commands/types.js'
+import type { Parsed } from '../util/args.js'
 import type { Config } from '../config/load.js'
 import { EnrootError } from '../util/errors.js'
 import { containerPath, dataPath, fixPerms, isDir, isSquashfs, removeTree } from '../runtime/rootfs-store.js'
@@ -40,6 +41,12 @@ function runtimeDir (r: StepRequest): string {
 /** `--cache=shared:/dir`: the cluster cache (read-only to job users, trust.ts checks it); else the user's own. */
 function withCache (cfg: Config, cache: string): Config {
   return cache.startsWith('shared:') ? cfg.with({ ENROOT_CACHE_PATH: cache.slice('shared:'.length) }) : cfg
+}
+
+/** What slurm-launch and slurm-teardown start from: the request, its cache, the container's name. */
+function step (args: Parsed, baseCfg: Config): { r: StepRequest, cfg: Config, name: string } {
+  const r = parseStepRequest(args)
+  return { r, cfg: withCache(baseCfg, r.cache), name: containerName(r) }
 }
 
 /** The status fd (3), reopened close-on-exec so that neither the container nor squashfuse inherit it. */
@@ -229,9 +236,7 @@ const launch: Command = {
   usage,
   options: STEP_OPTIONS,
   async run (args, baseCfg) {
-    const r = parseStepRequest(args)
-    const cfg = withCache(baseCfg, r.cache)
-    const name = containerName(r)
+    const { r, cfg, name } = step(args, baseCfg)
     const fd = openStatus(r)
     let rootfs: Rootfs | undefined
     try {
@@ -289,9 +294,7 @@ const teardown: Command = {
   usage,
   options: STEP_OPTIONS,
   async run (args, baseCfg) {
-    const r = parseStepRequest(args)
-    const cfg = withCache(baseCfg, r.cache)
-    const name = containerName(r)
+    const { r, cfg, name } = step(args, baseCfg)
     const path = containerPath(cfg, name)
     let failed = false
     if (r.save !== undefined && r.allStarted) {
