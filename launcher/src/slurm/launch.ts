@@ -197,9 +197,6 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string)
     const { buildPlan } = await import('../runtime/plan.js')
     const confData = { ...startData(r, process.env, rcLocal), origin: '--container-mounts' }
     const { plan } = buildPlan({ rootfs: rootfs.arg, ...(rootfs.imageFiles === undefined ? {} : { imageFiles: rootfs.imageFiles }), confData, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
-    // `enroot list --fancy` finds running containers by this file (the engine removes the directory at exit).
-    makeDirs(plan.runtimeDir, 0o700)
-    writeFileSync(join(plan.runtimeDir, 'name'), `${plan.name ?? ''}\n`)
     const { runContainer } = await import('../runtime/engine.js')
     const { engineBuiltinHook } = await import('../pipeline/builtin-hooks/apply.js')
     // Signals are ours to handle: a SIGTERM forwarded to a stopped shell would wait for a SIGCONT.
