@@ -320,3 +320,14 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
     throw err
   }
 }
+
+/**
+ * A fresh directory on the cluster's shared filesystem, owned by the test user, where
+ * test/slurm/fixtures/*-launcher.sh record their calls, and the job environment that points them there.
+ */
+export function recordingDir (cluster: Pick<Cluster, 'shared'>): { dir: string, env: Record<string, string> } {
+  const dir = mkdtempSync(join(cluster.shared, 'rec-'))
+  const u = testUser()
+  chownSync(dir, u.uid, u.gid)
+  return { dir, env: { FAKE_RECORD_DIR: dir } }
+}

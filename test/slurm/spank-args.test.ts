@@ -3,9 +3,9 @@
 // plugstack arguments (§2), and how the shim calls the per-node launcher (doc/slurm.md). A recording
 // launcher stands in for the real one: it notes its argv, environment and identity, then refuses.
 import t from 'tap'
-import { copyFileSync, chmodSync, chownSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { copyFileSync, chmodSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { buildShim, startCluster, clusterUnavailableReason, type Cluster } from '../helpers/slurm-cluster.js'
+import { buildShim, recordingDir, startCluster, clusterUnavailableReason, type Cluster } from '../helpers/slurm-cluster.js'
 import { requireFeature, testUser, REPO } from '../helpers/env.js'
 
 const why = clusterUnavailableReason()
@@ -26,13 +26,7 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why)) {
   })
   t.teardown(async () => { await cluster?.stop() })
 
-  /** A fresh directory where the recording launcher writes, and the env that points it there. */
-  const recorder = (): { dir: string, env: Record<string, string> } => {
-    const dir = mkdtempSync(join(cluster.shared, 'rec-'))
-    const u = testUser()
-    chownSync(dir, u.uid, u.gid)
-    return { dir, env: { FAKE_RECORD_DIR: dir } }
-  }
+  const recorder = (): { dir: string, env: Record<string, string> } => recordingDir(cluster)
   /** What the launcher recorded for one call: argv lines, env lines, identity lines. */
   const recorded = (dir: string, verb = 'slurm-launch'): { argv: string[], env: string[], id: string[] }[] =>
     readdirSync(dir).filter(f => f.endsWith(`.${verb}.argv`)).sort().map(f => {

@@ -4,10 +4,10 @@
 // namespaces, gets its cwd and environment while keeping its own per-task variables, runs under the
 // fake-root seccomp filter, and the step's last task tears down (doc/slurm.md).
 import t from 'tap'
-import { copyFileSync, chmodSync, chownSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { copyFileSync, chmodSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { buildShim, startCluster, clusterUnavailableReason, type Cluster } from '../helpers/slurm-cluster.js'
+import { buildShim, recordingDir, startCluster, clusterUnavailableReason, type Cluster } from '../helpers/slurm-cluster.js'
 import { requireFeature, testUser, REPO } from '../helpers/env.js'
 
 function userNamespaces (): boolean {
@@ -30,12 +30,7 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) && requireFeature
   })
   t.teardown(async () => { await cluster?.stop() })
 
-  const recorder = (): { dir: string, env: Record<string, string> } => {
-    const dir = mkdtempSync(join(cluster.shared, 'rec-'))
-    const u = testUser()
-    chownSync(dir, u.uid, u.gid)
-    return { dir, env: { FAKE_RECORD_DIR: dir } }
-  }
+  const recorder = (): { dir: string, env: Record<string, string> } => recordingDir(cluster)
   const PROBE = 'echo "$(hostname) $SLURM_PROCID $SLURM_LOCALID $(id -u) $(pwd) ${FROM_IMAGE-} ${LANG-unset} ${CUDA_VISIBLE_DEVICES-unset} $(grep Seccomp: /proc/self/status | tr -d "\\t ")"'
 
   t.test('every task of srun -N3 -n6 joins its node\'s container and keeps its own rank', async t => {
