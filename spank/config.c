@@ -3,6 +3,7 @@
  * init fails, so a typo never silently changes behaviour. slurm_spank_init is not called in the
  * job_script and slurmd contexts, so every callback that needs the configuration parses it again.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,22 @@ static int config_user(char *dst, size_t size, const char *value)
 	return (0);
 }
 
+/* Seconds, 0 to 86400: how long a job's launcher service on a node waits for the job's next step. */
+static int config_seconds(unsigned *dst, const char *key, const char *value)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(value, &end, 10);
+	if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || n > 86400) {
+		shim_error("%s: invalid value: %s", key, value);
+		return (-1);
+	}
+	*dst = (unsigned)n;
+	return (0);
+}
+
 static int config_one(struct shim_config *c, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
@@ -121,6 +138,8 @@ static int config_one(struct shim_config *c, const char *arg)
 		return (config_user(c->cache_user, sizeof(c->cache_user), v));
 	else if (KEY("allow_http"))
 		return (config_bool(&c->allow_http, "allow_http", v));
+	else if (KEY("launcher_service"))
+		return (config_seconds(&c->launcher_service, "launcher_service", v));
 #undef KEY
 	shim_error("unknown configuration option: %s", arg);
 	return (-1);
@@ -140,6 +159,8 @@ int shim_config_parse(struct shim_config *c, int ac, char **av)
 	 * first hundred megabytes on (doc/slurm.md, "Root filesystem"), and it leaves nothing in scratch.
 	 */
 	c->use_squashfuse = true;
+	/* Ours: later container steps of a job hand their launch to a service on the node (doc/slurm.md). */
+	c->launcher_service = 60;
 
 	for (int i = 0; i < ac; ++i) {
 		if (config_one(c, av[i]) < 0) {

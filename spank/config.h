@@ -19,6 +19,7 @@ struct shim_config {
 	char cache[PATH_MAX];    /* ours: "per-user" or "shared:<dir>" */
 	char cache_user[64];     /* ours: the account that writes the shared cache ("" = none) */
 	bool allow_http;         /* ours: ENROOT_ALLOW_HTTP=y for the launcher (the job's value is denied) */
+	unsigned launcher_service; /* ours: idle seconds of a job's launcher service per node (0 = none) */
 };
 
 /* 1 / 0 for pyxis's boolean spellings, -1 for anything else. */

@@ -1,5 +1,6 @@
 /*
- * The job epilog (job_script context, root, once per node per job): with container_scope=job, remove
+ * The job epilog (job_script context, root, once per node per job): end the job's launcher service on the
+ * node (service.c); with container_scope=job, remove
  * this job's containers on the node by running `launcher slurm-epilog --job-id=J` as the job user. The
  * epilog has no job environment (pyxis#123), so the launcher resolves its paths from its own defaults.
  */
@@ -24,14 +25,16 @@ int shim_epilog(spank_t sp, int ac, char **av)
 		shim_error("epilog: failed to parse configuration");
 		return (-1);
 	}
-	if (st.config.container_scope != SHIM_SCOPE_JOB)
-		return (0);
 	if (spank_get_item(sp, S_JOB_UID, &st.uid) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_GID, &st.gid) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_ID, &st.jobid) != ESPANK_SUCCESS) {
 		shim_error("epilog: couldn't get job uid|gid|ID");
 		return (-1);
 	}
+	/* The job's launcher service on this node, if its steps started one, ends with the job. */
+	shim_service_quit(&st.config, st.uid, st.gid, st.jobid);
+	if (st.config.container_scope != SHIM_SCOPE_JOB)
+		return (0);
 	st.env = empty_env;
 	shim_argv_push(&argv, "enroot");
 	shim_argv_push(&argv, "slurm-epilog");

@@ -3,7 +3,8 @@
  *   init / init_post_opt (root): configuration, options, PYXIS_* from the job env, runtime directory;
  *   user_init (once per step per node, euid = user): with a shared cache, `launcher slurm-import` as the
  *     cache account; then `launcher slurm-launch ...` as the user: it imports, starts the container once,
- *     answers "READY <pid>" or "ERROR <message>" on fd 3 and stays as the container's supervisor. While
+ *     answers "READY <pid>" or "ERROR <message>" on fd 3 and stays as the container's supervisor (or,
+ *     after the job's first step on the node, the job's launcher service does that: service.c). While
  *     waiting, a cancelled job (scancel) gets the launcher a SIGTERM. A failure is stored and reported by
  *     task_init (Slurm drops user_init's return code, bug 7573);
  *   task_init (each task, as the user): join that pid's namespaces (join.c);
@@ -34,6 +35,9 @@
 
 #ifndef SLURM_BATCH_SCRIPT
 #define SLURM_BATCH_SCRIPT 0xfffffffb
+#endif
+#ifndef SLURM_MAX_NORMAL_STEP_ID
+#define SLURM_MAX_NORMAL_STEP_ID 0xfffffff0
 #endif
 
 struct shim_step shim_step = { .pid = -1, .pidfd = -1, .launcher_pidfd = -1 };
@@ -332,12 +336,23 @@ static int step_launch(void)
 	struct shim_argv argv = { 0 };
 	char line[4096];
 	struct shim_run run = { .line = line, .linesz = sizeof(line), .detach = true, .cancelled = step_job_cancelled };
+	char service[PATH_MAX];
 	int status, rv = -1;
 	long pid;
 	char *end;
 
 	step_shared_import();
 	step_argv(&argv, "slurm-launch");
+	/*
+	 * A job's later steps only (numbered steps after step 0): a job that srun made for one step, or a
+	 * batch step, would start a service for nothing. The second step starts it, the third on use it.
+	 */
+	if (shim_step.config.launcher_service > 0 && shim_step.stepid >= 1 && shim_step.stepid < SLURM_MAX_NORMAL_STEP_ID &&
+	    shim_service_path(&shim_step.config, shim_step.uid, shim_step.jobid, service, sizeof(service)) == 0) {
+		shim_argv_push(&argv, "--service=%s", service);
+		shim_argv_push(&argv, "--service-idle=%u", shim_step.config.launcher_service);
+		run.service = service;
+	}
 	status = shim_launcher_run(&shim_step, &argv, &run);
 	if (status == -1)
 		goto fail;

@@ -61,6 +61,7 @@ struct shim_run {
 	int log_fd;         /* out: its stdout+stderr (a memfd; the caller replays it on failure and closes it) */
 	pid_t pid;          /* out: the launcher's pid when detached */
 	bool (*cancelled)(const struct shim_step *st); /* polled every few seconds while waiting: the job is being cancelled */
+	const char *service; /* the job's launcher service socket to try before executing the launcher, or NULL */
 };
 
 /*
@@ -78,5 +79,9 @@ void shim_launcher_log_print(int log_fd);
 
 /* Joins the container of st->pid from a task (join.c); prints its own errors. */
 int shim_join(spank_t sp, const struct shim_step *st);
+
+int shim_service_path(const struct shim_config *c, uid_t uid, uint32_t jobid, char *buf, size_t size);
+void shim_service_relay(const char *path, char *const *argv, char *const *envp);
+void shim_service_quit(const struct shim_config *c, uid_t uid, gid_t gid, uint32_t jobid);
 
 #endif

@@ -25,6 +25,7 @@ const COMMANDS: Record<string, Loader> = {
   'slurm-launch': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-launch'] }),
   'slurm-teardown': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-teardown'] }),
   'slurm-epilog': async () => ({ command: (await import('./slurm/launch.js')).commands['slurm-epilog'] }),
+  'slurm-service': async () => await import('./slurm/service.js'),
   // hidden: what a self-extracting bundle runs (doc/cmd/bundle.md); not in GLOBAL_USAGE
   'bundle-run': async () => await import('./bundle/run.js')
 }

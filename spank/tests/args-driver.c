@@ -126,9 +126,10 @@ int main(int argc, char **argv)
 		rv = 1;
 		goto out;
 	}
-	printf("config=%s|%d|%s|%d|%d|%s|%d|%s|%s|%s|%d\n", config.runtime_path, config.execute_entrypoint,
+	printf("config=%s|%d|%s|%d|%d|%s|%d|%s|%s|%s|%d|%u\n", config.runtime_path, config.execute_entrypoint,
 	       config.container_scope == SHIM_SCOPE_JOB ? "job" : "global", config.sbatch_support, config.use_enroot_load,
-	       config.importer, config.use_squashfuse, config.launcher, config.cache, config.cache_user, config.allow_http);
+	       config.importer, config.use_squashfuse, config.launcher, config.cache, config.cache_user, config.allow_http,
+	       config.launcher_service);
 	if (shim_args_register(NULL) < 0) {
 		rv = 1;
 		goto out;

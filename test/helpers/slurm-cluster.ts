@@ -10,9 +10,10 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, chownSync, existsSync, rmSync, readFileSync, openSync, closeSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { testUser, IS_ROOT, REPO, type RunResult } from './env.js'
+import { pidsWith } from './procs.js'
 
 /** The fixed path where every node sees its own local scratch directory. */
 export const NODE_LOCAL = '/var/tmp/enroot-node-local'
@@ -27,6 +28,18 @@ export interface ClusterOptions {
   cpus?: number
   /** Extra environment for the slurmds (and so slurmstepd), e.g. LD_PRELOAD for the ASan build. */
   daemonEnv?: Record<string, string>
+}
+
+/**
+ * Job launcher services (enroot slurm-service) that this cluster's jobs left: the epilog ends them only
+ * where slurmd saw the plugin's epilog at its start (a plugstack set later has none), otherwise they end
+ * after their idle time. Found by the node-local bind mounts of this cluster in their mount table.
+ */
+function endServices (dir: string): void {
+  for (const pid of pidsWith('slurm-service')) {
+    // the directory's own name: mountinfo shows bind sources relative to their filesystem's root
+    try { if (readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(basename(dir))) process.kill(pid, 'SIGTERM') } catch {}
+  }
 }
 
 export interface JobOptions {
@@ -211,6 +224,7 @@ export async function startCluster (options: ClusterOptions = {}): Promise<Clust
       while (ps.some(p => !exited(p)) && Date.now() < deadline) await sleep(50)
     }
     const daemons = order.slice(0, -1)
+    endServices(dir)
     for (const p of daemons) if (!exited(p)) p.kill('SIGTERM')
     await waitAll(daemons, 5000)
     for (const p of daemons) if (!exited(p)) p.kill('SIGKILL')

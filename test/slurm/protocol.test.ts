@@ -15,7 +15,7 @@ t.test('parses what spank_enroot.so passes', async t => {
   t.same(r, {
     job: 12, step: 3, localTasks: 2, totalTasks: 6, statusFd: 3, runtimePath: '/run/x', scope: 'job', cache: 'shared:/c', cwd: '/home/u',
     image: 'ubuntu', name: { name: 'box', flag: 'exec' }, mounts: ['/a /b x-create=auto,rbind', 'tmpfs /t x-create=dir'], workdir: '/w',
-    save: 'out.sqsh', entrypoint: true, entrypointLog: true, env: ['A', 'B'], useEnrootLoad: false, useSquashfuse: true, allStarted: false
+    save: 'out.sqsh', entrypoint: true, entrypointLog: true, env: ['A', 'B'], useEnrootLoad: false, useSquashfuse: true, allStarted: false, serviceIdle: 60
   })
   t.same(parse(['--job-id=1', '--step-id=0', '--name=n']).name, { name: 'n', flag: 'auto' })
   t.equal(parse(['--job-id=1', '--step-id=0', '--pid=77', '--all-started=y']).pid, 77)

@@ -2,11 +2,12 @@
 // suite's 3-node cluster, starting a busybox squashfs image. Container storage is node-local (XDG_* in
 // the job environment point enroot at /var/tmp/enroot-node-local, each node's own directory).
 import t from 'tap'
-import { chmodSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, copyFileSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, copyFileSync, rmSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { buildShim, startCluster, clusterUnavailableReason, NODE_LOCAL, type Cluster } from '../helpers/slurm-cluster.js'
-import { requireFeature, REPO, ENROOT } from '../helpers/env.js'
+import { requireFeature, REPO, ENROOT, testUser } from '../helpers/env.js'
+import { until, pidsWith } from '../helpers/procs.js'
 
 const have = (cmd: string): boolean => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true } catch { return false } }
 const why = clusterUnavailableReason()
@@ -21,8 +22,9 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) &&
 
   t.before(async () => {
     const so = buildShim()
-    cluster = await startCluster()
-    cluster.setPlugstack(`required ${so} launcher=${ENROOT} runtime_path=${NODE_LOCAL}/pyxis\n`)
+    // In place from the start: slurmd decides at its start whether a plugin has a job epilog (which ends
+    // the jobs' launcher services).
+    cluster = await startCluster({ plugstack: `required ${so} launcher=${ENROOT} runtime_path=${NODE_LOCAL}/pyxis\n` })
     // A busybox image: enough for sh -c and the probes below.
     const root = join(cluster.dir, 'rootfs')
     for (const d of ['bin', 'etc', 'tmp', 'proc', 'dev', 'sys', 'root', 'home', 'run']) mkdirSync(join(root, d), { recursive: true })
@@ -52,6 +54,51 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) &&
     for (const n of cluster.nodeNames) t.same(containersOn(n), [], `${n}: the unnamed container was removed`)
   })
 
+  t.test('a job\'s later steps on a node go to its launcher service; the job\'s end stops the service', async t => {
+    // The launcher through a wrapper that counts its executions per node: a step served by the service
+    // executes no launcher at all.
+    const count = join(cluster.shared, 'launches')
+    mkdirSync(count, { recursive: true })
+    chmodSync(count, 0o777)
+    const wrapper = join(cluster.shared, 'counting-launcher.sh')
+    writeFileSync(wrapper, `#!/bin/sh\necho "$1" >> ${count}/$(hostname)\nexec ${process.execPath} ${ENROOT} "$@"\n`, { mode: 0o755 })
+    cluster.setPlugstack(`required ${buildShim()} launcher=${wrapper} runtime_path=${NODE_LOCAL}/pyxis\n`)
+    t.teardown(() => { cluster.setPlugstack(`required ${buildShim()} launcher=${ENROOT} runtime_path=${NODE_LOCAL}/pyxis\n`) })
+    const alloc = await cluster.client('salloc', ['-N3', '--no-shell'], { timeoutMs: 30_000 })
+    const job = /Granted job allocation (\d+)/.exec(alloc.stderr)?.[1]
+    if (job === undefined) { t.fail(`salloc: ${alloc.stderr}`); return }
+    const socket = (node: string): string => join(cluster.nodeLocal(node), 'pyxis', String(testUser().uid), `service.${job}.sock`)
+    const launches = (): string[] => cluster.nodeNames.flatMap(n => { try { return readFileSync(join(count, n), 'utf8').trim().split('\n').map(v => `${n} ${v}`) } catch { return [] } })
+    try {
+      const step = async (cmd: string[]): Promise<string[]> => {
+        const r = await cluster.srun([`--jobid=${job}`, '-N3', `--container-image=${image}`, ...cmd], { env })
+        t.equal(r.status, 0, r.stderr)
+        return r.stdout.trim().split('\n').sort()
+      }
+      await step(['true'])
+      t.same(launches().sort(), cluster.nodeNames.map(n => `${n} slurm-launch`), 'the first step executes the launcher on each node')
+      t.notOk(cluster.nodeNames.some(n => existsSync(socket(n))), 'and starts no service: a job may have one step only')
+      await step(['true'])
+      t.equal(launches().length, 6, 'the second step executes the launcher too')
+      t.ok(await until(() => cluster.nodeNames.every(n => existsSync(socket(n)))), 'which starts the job\'s service on each node')
+      t.same(await step(['sh', '-c', 'echo $(hostname) $SLURM_STEP_ID $(cat /etc/image-marker)']),
+        cluster.nodeNames.map(n => `${n} 2 busybox-test-image`), 'the third step runs in the image, with its own step id')
+      t.same(await step(['sh', '-c', 'echo $(hostname) $SLURM_PROCID']), ['node1 0', 'node2 1', 'node3 2'])
+      t.equal(launches().length, 6, 'and no launcher was executed for the later steps')
+      for (const n of cluster.nodeNames) t.same(containersOn(n), [], `${n}: the service removed the unnamed containers`)
+      // A service gone without its socket's removal (killed): the next step runs its own launcher again.
+      for (const pid of pidsWith(`service.${job}.sock`)) process.kill(pid, 'SIGKILL')
+      t.ok(await until(() => pidsWith(`service.${job}.sock`).length === 0))
+      t.same(await step(['hostname']), cluster.nodeNames, 'a stale socket only means a launcher of its own')
+      t.equal(launches().length, 9)
+      t.ok(await until(() => pidsWith(`service.${job}.sock`).length === 3), 'which starts a service again')
+    } finally {
+      await cluster.client('scancel', [job])
+    }
+    t.ok(await until(() => pidsWith(`service.${job}.sock`).length === 0), 'the job\'s epilog ends its services')
+    t.ok(await until(() => cluster.nodeNames.every(n => !existsSync(socket(n)))), 'and their sockets are gone')
+  })
+
   t.test('several tasks per node share one container and keep their own ranks', async t => {
     const r = await cluster.srun(['-N2', '-n5', `--container-image=${image}`, '--container-workdir=/tmp', '--container-remap-root',
       'sh', '-c', 'echo $SLURM_PROCID $(pwd) $(id -u) $(grep Seccomp: /proc/self/status | tr -d "\\t ")'], { env })
@@ -60,17 +107,17 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why) &&
   })
 
   t.test('named containers persist on each node and honour create/exec flags', async t => {
-    const r = await cluster.srun(['-N2', `--container-image=${image}`, '--container-name=keep', 'true'], { env })
+    const r = await cluster.srun(['-N2', '-w', 'node[1-2]', `--container-image=${image}`, '--container-name=keep', 'true'], { env })
     t.equal(r.status, 0, r.stderr)
     t.same(containersOn('node1'), ['pyxis_keep'])
     t.same(containersOn('node2'), ['pyxis_keep'])
-    const again = await cluster.srun(['-N1', '--container-name=keep:create', 'true'], { env })
+    const again = await cluster.srun(['-N1', '-w', 'node1', '--container-name=keep:create', 'true'], { env })
     t.not(again.status, 0)
     t.match(again.stderr, /enroot: error: "create" flag was passed to --container-name but the container already exists/)
-    const exec = await cluster.srun(['-N1', '--container-name=keep:exec', 'true'], { env })
+    const exec = await cluster.srun(['-N1', '-w', 'node1', '--container-name=keep:exec', 'true'], { env })
     t.not(exec.status, 0)
     t.match(exec.stderr, /enroot: error: "exec" flag was passed to --container-name but the container is not running/)
-    const reuse = await cluster.srun(['-N1', '--container-name=keep', 'cat', '/etc/image-marker'], { env })
+    const reuse = await cluster.srun(['-N1', '-w', 'node1', '--container-name=keep', 'cat', '/etc/image-marker'], { env })
     t.equal(reuse.status, 0, reuse.stderr)
     t.equal(reuse.stdout, 'busybox-test-image\n')
     const missing = await cluster.srun(['-N1', '-w', 'node3', '--container-name=nothere', 'true'], { env })

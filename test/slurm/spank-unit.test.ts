@@ -118,10 +118,11 @@ if (requireFeature(t, 'a C compiler and <slurm/spank.h>', canBuild)) {
 
   t.test('plugstack arguments', async t => {
     const cfg = (args: string[]): Out => both(t, args.map(a => `--config=${a}`))
-    t.same(cfg([]).state.config, ['/run/pyxis|0|global|1|0||1|/usr/local/bin/enroot|per-user||0'], 'defaults')
+    t.same(cfg([]).state.config, ['/run/pyxis|0|global|1|0||1|/usr/local/bin/enroot|per-user||0|60'], 'defaults')
     t.same(cfg(['runtime_path=/x', 'execute_entrypoint=yes', 'container_scope=job', 'sbatch_support=0', 'use_enroot_load=1', 'importer=/imp',
-      'use_squashfuse=true', 'launcher=/opt/enroot', 'cache=shared:/c', 'cache_user=enroot-cache', 'allow_http=y']).state.config,
-    ['/x|1|job|0|1|/imp|1|/opt/enroot|shared:/c|enroot-cache|1'])
+      'use_squashfuse=true', 'launcher=/opt/enroot', 'cache=shared:/c', 'cache_user=enroot-cache', 'allow_http=y', 'launcher_service=0']).state.config,
+    ['/x|1|job|0|1|/imp|1|/opt/enroot|shared:/c|enroot-cache|1|0'])
+    t.same(cfg(['launcher_service=86400']).state.config, ['/run/pyxis|0|global|1|0||1|/usr/local/bin/enroot|per-user||0|86400'])
     for (const [arg, msg] of [
       ['nope=1', 'enroot: unknown configuration option: nope=1'],
       ['runtime_path', 'enroot: unknown configuration option: runtime_path'],
@@ -134,6 +135,10 @@ if (requireFeature(t, 'a C compiler and <slurm/spank.h>', canBuild)) {
       ['cache_user=root', 'enroot: cache_user: invalid value: root'],
       ['cache_user=a:b', 'enroot: cache_user: invalid value: a:b'],
       ['allow_http=maybe', 'enroot: allow_http: invalid value: maybe'],
+      ['launcher_service=86401', 'enroot: launcher_service: invalid value: 86401'],
+      ['launcher_service=-1', 'enroot: launcher_service: invalid value: -1'],
+      ['launcher_service=1m', 'enroot: launcher_service: invalid value: 1m'],
+      ['launcher_service=', 'enroot: launcher_service: invalid value: '],
       [`importer=/${'x'.repeat(4100)}`, `enroot: importer: path too long: /${'x'.repeat(4100)}`]
     ]) {
       const r = cfg([arg as string])

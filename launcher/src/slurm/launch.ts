@@ -44,7 +44,7 @@ function withCache (cfg: Config, cache: string): Config {
 }
 
 /** What slurm-launch and slurm-teardown start from: the request, its cache, the container's name. */
-function step (args: Parsed, baseCfg: Config): { r: StepRequest, cfg: Config, name: string } {
+export function step (args: Parsed, baseCfg: Config): { r: StepRequest, cfg: Config, name: string } {
   const r = parseStepRequest(args)
   return { r, cfg: withCache(baseCfg, r.cache), name: containerName(r) }
 }
@@ -163,7 +163,7 @@ function childrenOf (pid: number): number[] | undefined {
  * The stopped process among root's descendants: the container's `sh -c 'kill -STOP $$'`. Polled while the
  * container starts, so it walks the process tree down from root rather than reading every /proc/PID/stat.
  */
-function stoppedDescendant (root: number): number | undefined {
+function stoppedDescendant (root: number, claimed: ReadonlySet<number>): number | undefined {
   let children = (pid: number): number[] => childrenOf(pid) ?? []
   if (childrenOf(root) === undefined) {
     // A kernel without CONFIG_PROC_CHILDREN: one scan of /proc for the parent links.
@@ -177,7 +177,7 @@ function stoppedDescendant (root: number): number | undefined {
   }
   const queue = [...children(root)]
   for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
-    if (procStat(pid)?.state === 'T') return pid
+    if (!claimed.has(pid) && procStat(pid)?.state === 'T') return pid
     queue.push(...children(pid))
   }
   return undefined
@@ -188,7 +188,7 @@ function stoppedDescendant (root: number): number | undefined {
  * 'kill -STOP $$'` with pyxis's configuration script given as data); resolves with the stopped container
  * pid and the promise of the container's end.
  */
-async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
+async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string, claimed: ReadonlySet<number>): Promise<{ pid: number, ended: Promise<unknown> }> {
   const rcLocal = join(runtimeDir(r), `${r.job}.${r.step}.rc.local`)
   if (!r.entrypoint) writeFileSync(rcLocal, NO_ENTRYPOINT_RC, { mode: 0o644 })
   say(`starting container: ${name}`)
@@ -205,7 +205,7 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string)
       const deadline = Date.now() + START_TIMEOUT_MS
       let done = false
       const timer = setInterval(() => {
-        const pid = stoppedDescendant(process.pid)
+        const pid = stoppedDescendant(process.pid, claimed)
         if (pid !== undefined) { done = true; clearInterval(timer); resolve({ pid, ended }) } else if (Date.now() > deadline) {
           clearInterval(timer)
           reject(new EnrootError('INTERRUPTED', 'container start timed out'))
@@ -229,42 +229,70 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string)
   }
 }
 
+/** A step's container once it is ready: how to end it early, and the end of its supervision. */
+export interface LaunchedStep {
+  /** the container's stopped init that tasks join (undefined: a running named container, not ours) */
+  pid?: number
+  /** kills the container now (the shim went away before the step ended) */
+  stop: () => void
+  /** resolves once the container has ended and what the step made is removed */
+  finished: Promise<void>
+}
+
+/**
+ * slurm-launch's work, shared by the one-step launcher and the node's launcher service (service.ts):
+ * prepare and start the container, answer the status line, and supervise it. `claimed` holds stopped
+ * containers already handed out (the service runs several), which the search for this one skips.
+ */
+export async function launchStep (r: StepRequest, cfg: Config, name: string, answer: (line: string) => void, claimed: ReadonlySet<number> = new Set()): Promise<LaunchedStep> {
+  let rootfs: Rootfs | undefined
+  try {
+    const began = Date.now()
+    rootfs = await prepare(r, cfg, name)
+    const prepared = Date.now()
+    if (rootfs.running !== undefined) {
+      if (r.mounts.length > 0) say('ignoring --container-mounts when attaching to a running container')
+      answer(readyLine(rootfs.running, true))
+      return { stop: () => {}, finished: Promise.resolve() }
+    }
+    const { pid, ended } = await start(r, cfg, rootfs, name, claimed)
+    say(`completed container setup in ${Date.now() - began} ms (image and root filesystem ${prepared - began} ms, start ${Date.now() - prepared} ms)`)
+    // From now on only supervision: the container dies with its parent (PR_SET_PDEATHSIG), and the shim
+    // ends it at step end. A signal for this process ends the container at once.
+    const stop = (): void => { try { process.kill(pid, 'SIGKILL') } catch {} }
+    const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const
+    for (const s of signals) process.on(s, stop)
+    answer(readyLine(pid, false))
+    const made = rootfs
+    const finished = ended.catch(() => {}).then(() => {
+      for (const s of signals) process.off(s, stop)
+      if (made.temporary !== undefined) rmSync(made.temporary, { force: true })
+      // The step is over for this node: an unnamed container's filesystem goes now, unless slurm-teardown
+      // must export it first (--container-save); the shim then skips that extra process altogether.
+      if (made.made !== undefined && r.name === undefined && r.save === undefined) removeTree(made.made)
+    })
+    return { pid, stop, finished }
+  } catch (err) {
+    answer(errorLine(err instanceof Error ? err.message : String(err)))
+    // A filesystem made for this step only must not outlive its failed start (named ones are kept, as pyxis).
+    if (rootfs?.made !== undefined && r.name === undefined) removeTree(rootfs.made)
+    if (rootfs?.temporary !== undefined) rmSync(rootfs.temporary, { force: true })
+    throw err
+  }
+}
+
 const launch: Command = {
   usage,
   options: STEP_OPTIONS,
   async run (args, baseCfg) {
     const { r, cfg, name } = step(args, baseCfg)
     const fd = openStatus(r)
-    let rootfs: Rootfs | undefined
-    try {
-      const began = Date.now()
-      rootfs = await prepare(r, cfg, name)
-      const prepared = Date.now()
-      if (rootfs.running !== undefined) {
-        if (r.mounts.length > 0) say('ignoring --container-mounts when attaching to a running container')
-        status(fd, readyLine(rootfs.running, true))
-        return 0
-      }
-      const { pid, ended } = await start(r, cfg, rootfs, name)
-      say(`completed container setup in ${Date.now() - began} ms (image and root filesystem ${prepared - began} ms, start ${Date.now() - prepared} ms)`)
-      // From now on this process only supervises: the container dies with it (PR_SET_PDEATHSIG), and the
-      // shim ends both by killing the container at step end. A signal for us ends the container at once.
-      const stop = (): void => { try { process.kill(pid, 'SIGKILL') } catch {} }
-      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, stop)
-      status(fd, readyLine(pid, false))
-      await ended.catch(() => {})
-      if (rootfs.temporary !== undefined) rmSync(rootfs.temporary, { force: true })
-      // The step is over for this node: an unnamed container's filesystem goes now, unless slurm-teardown
-      // must export it first (--container-save); the shim then skips that extra process altogether.
-      if (rootfs.made !== undefined && r.name === undefined && r.save === undefined) removeTree(rootfs.made)
-      return 0
-    } catch (err) {
-      status(fd, errorLine(err instanceof Error ? err.message : String(err)))
-      // A filesystem made for this step only must not outlive its failed start (named ones are kept, as pyxis).
-      if (rootfs?.made !== undefined && r.name === undefined) removeTree(rootfs.made)
-      if (rootfs?.temporary !== undefined) rmSync(rootfs.temporary, { force: true })
-      throw err
-    }
+    const launched = await launchStep(r, cfg, name, line => { status(fd, line) })
+    // Later steps of this job on this node go to a launcher service instead of a Node start each.
+    const service = r.service === undefined ? undefined : (await import('./service-spawn.js')).spawnService(r.service, r.serviceIdle)
+    await launched.finished
+    await service
+    return 0
   }
 }
 

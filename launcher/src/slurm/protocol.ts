@@ -28,7 +28,9 @@ export const STEP_OPTIONS: readonly OptionSpec[] = [
   { name: 'useEnrootLoad', long: 'use-enroot-load' },
   { name: 'useSquashfuse', long: 'use-squashfuse' },
   { name: 'pid', long: 'pid', value: true },
-  { name: 'allStarted', long: 'all-started', value: true }
+  { name: 'allStarted', long: 'all-started', value: true },
+  { name: 'service', long: 'service', value: true },
+  { name: 'serviceIdle', long: 'service-idle', value: true }
 ]
 
 export type NameFlag = 'auto' | 'create' | 'exec' | 'no_exec'
@@ -59,6 +61,10 @@ export interface StepRequest {
   /** slurm-teardown only */
   pid?: number
   allStarted: boolean
+  /** slurm-launch: the socket of this job's launcher service on the node, to start after this step's start */
+  service?: string
+  /** how long that service waits for a next step, in seconds */
+  serviceIdle: number
 }
 
 const protocolError = (what: string): EnrootError => new EnrootError('USAGE', `slurm protocol: ${what}`)
@@ -104,7 +110,9 @@ export function parseStepRequest (p: Parsed): StepRequest {
     useEnrootLoad: bool(p, 'useEnrootLoad'),
     useSquashfuse: bool(p, 'useSquashfuse'),
     ...opt('pid', uint(p, 'pid', false)),
-    allStarted: str(p, 'allStarted') === 'y'
+    allStarted: str(p, 'allStarted') === 'y',
+    ...opt('service', str(p, 'service')),
+    serviceIdle: uint(p, 'serviceIdle', false) ?? 60
   } as StepRequest
 }
 
