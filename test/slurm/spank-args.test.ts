@@ -114,7 +114,7 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why)) {
     const u = testUser()
     const r = await cluster.srun(['-N1', '--container-image=ubuntu:24.04', '--container-mounts=/tmp:/mnt:ro+rprivate,tmpfs:/t,umount:/root,./rel:/rel,/tmp:/mnt:ro+rprivate',
       '--container-workdir=/w', '--container-name=box:create', '--container-save=/tmp/out.sqsh', '--container-env=A,B,A', '--container-entrypoint-log', 'true'],
-    { env: { ...rec.env, ENROOT_DATA_PATH: '/elsewhere', ENROOT_SQUASH_OPTIONS: '-noI', NVIDIA_VISIBLE_DEVICES: 'all', NODE_OPTIONS: '--max-old-space-size=64' } })
+    { env: { ...rec.env, ENROOT_DATA_PATH: '/elsewhere', ENROOT_SQUASH_OPTIONS: '-noI', NVIDIA_VISIBLE_DEVICES: 'all', NODE_OPTIONS: '--max-old-space-size=64', NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt', UV_THREADPOOL_SIZE: '64' } })
     t.not(r.status, 0)
     const [call] = recorded(rec.dir)
     if (call === undefined) { t.fail(`launcher not called: ${r.stderr}`); return }
@@ -136,7 +136,7 @@ if (requireFeature(t, 'Slurm cluster', why === undefined, why)) {
     t.ok(call.id.includes('fds=0 1 2 3 4 '), `only stdin, the log, and the status fd are open: ${call.id.join()}`)
     t.ok(call.env.includes('ENROOT_SQUASH_OPTIONS=-noI') && call.env.includes('NVIDIA_VISIBLE_DEVICES=all'), 'user ENROOT_*/NVIDIA_* pass')
     t.notOk(call.env.some(l => l.startsWith('ENROOT_DATA_PATH=')), 'enroot path settings are denied')
-    t.notOk(call.env.some(l => l.startsWith('NODE_OPTIONS=')), 'the job\'s Node settings do not reach the (Node) launcher')
+    t.notOk(call.env.some(l => /^(NODE_|UV_)/.test(l)), 'the job\'s Node settings (NODE_*, UV_*) do not reach the (Node) launcher')
     t.ok(call.env.includes(`SLURM_JOB_UID=${u.uid}`) && call.env.includes(`SLURM_JOB_GID=${u.gid}`))
     t.ok(call.env.includes('PYXIS_RUNTIME_PATH=/run/pyxis'))
     t.notOk(call.env.some(l => /^ENROOT_(MOUNT_HOME|REMAP_ROOT|ROOTFS_WRITABLE|UNSHARE_\w+)=/.test(l)), 'enroot settings untouched unless chosen')

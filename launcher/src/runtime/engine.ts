@@ -38,6 +38,8 @@ export interface EngineOptions {
   builtinHook?: (spec: HookSpec, ctx: BuiltinHookContext) => Promise<BuiltinHookResult>
   /** forward SIGINT/SIGTERM/SIGHUP received by this process to the container (default true) */
   forwardSignals?: boolean
+  /** told the container's first process once it exists (the Slurm launcher looks for its stopped shell there) */
+  onStart?: (pid: number) => void
 }
 
 export interface ContainerResult {
@@ -273,6 +275,7 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
   // containers (the Slurm launcher), so the owner's pid alone cannot name them.
   try { writeFileSync(join(plan.runtimeDir, 'container'), `${child}\n`) } catch {}
   log.debug(`native: startContainer → pid ${child} (${plan.rootfs.kind === 'dir' ? plan.rootfs.path : plan.rootfs.image})`)
+  opts.onStart?.(child)
   let containerPid = child
   const exited = waitChild(child)
   const unforward = opts.forwardSignals === false ? () => {} : forwardSignals(() => child)

@@ -160,10 +160,11 @@ function childrenOf (pid: number): number[] | undefined {
 }
 
 /**
- * The stopped process among root's descendants: the container's `sh -c 'kill -STOP $$'`. Polled while the
- * container starts, so it walks the process tree down from root rather than reading every /proc/PID/stat.
+ * The stopped process among root and its descendants: the container's `sh -c 'kill -STOP $$'`. Polled
+ * while the container starts, so it walks the process tree down from root rather than reading every
+ * /proc/PID/stat.
  */
-function stoppedDescendant (root: number, claimed: ReadonlySet<number>): number | undefined {
+function stoppedDescendant (root: number): number | undefined {
   let children = (pid: number): number[] => childrenOf(pid) ?? []
   if (childrenOf(root) === undefined) {
     // A kernel without CONFIG_PROC_CHILDREN: one scan of /proc for the parent links.
@@ -175,9 +176,9 @@ function stoppedDescendant (root: number, claimed: ReadonlySet<number>): number 
     }
     children = (pid) => map.get(pid) ?? []
   }
-  const queue = [...children(root)]
+  const queue = [root]
   for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
-    if (!claimed.has(pid) && procStat(pid)?.state === 'T') return pid
+    if (procStat(pid)?.state === 'T') return pid
     queue.push(...children(pid))
   }
   return undefined
@@ -188,7 +189,7 @@ function stoppedDescendant (root: number, claimed: ReadonlySet<number>): number 
  * 'kill -STOP $$'` with pyxis's configuration script given as data); resolves with the stopped container
  * pid and the promise of the container's end.
  */
-async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string, claimed: ReadonlySet<number>): Promise<{ pid: number, ended: Promise<unknown> }> {
+async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
   const rcLocal = join(runtimeDir(r), `${r.job}.${r.step}.rc.local`)
   if (!r.entrypoint) writeFileSync(rcLocal, NO_ENTRYPOINT_RC, { mode: 0o644 })
   say(`starting container: ${name}`)
@@ -200,12 +201,15 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string,
     const { runContainer } = await import('../runtime/engine.js')
     const { engineBuiltinHook } = await import('../pipeline/builtin-hooks/apply.js')
     // Signals are ours to handle: a SIGTERM forwarded to a stopped shell would wait for a SIGCONT.
-    const ended = runContainer(plan, { builtinHook: engineBuiltinHook, forwardSignals: false })
+    // The search starts at the container's first process: not at this one, whose other children (other
+    // steps' containers in the launcher service, their squashfuse) it would read through every time.
+    let root: number | undefined
+    const ended = runContainer(plan, { builtinHook: engineBuiltinHook, forwardSignals: false, onStart: pid => { root = pid } })
     return await new Promise((resolve, reject) => {
       const deadline = Date.now() + START_TIMEOUT_MS
       let done = false
       const timer = setInterval(() => {
-        const pid = stoppedDescendant(process.pid, claimed)
+        const pid = root === undefined ? undefined : stoppedDescendant(root)
         if (pid !== undefined) { done = true; clearInterval(timer); resolve({ pid, ended }) } else if (Date.now() > deadline) {
           clearInterval(timer)
           reject(new EnrootError('INTERRUPTED', 'container start timed out'))
@@ -231,8 +235,6 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string,
 
 /** A step's container once it is ready: how to end it early, and the end of its supervision. */
 export interface LaunchedStep {
-  /** the container's stopped init that tasks join (undefined: a running named container, not ours) */
-  pid?: number
   /** kills the container now (the shim went away before the step ended) */
   stop: () => void
   /** resolves once the container has ended and what the step made is removed */
@@ -241,10 +243,9 @@ export interface LaunchedStep {
 
 /**
  * slurm-launch's work, shared by the one-step launcher and the node's launcher service (service.ts):
- * prepare and start the container, answer the status line, and supervise it. `claimed` holds stopped
- * containers already handed out (the service runs several), which the search for this one skips.
+ * prepare and start the container, answer the status line, and supervise it.
  */
-export async function launchStep (r: StepRequest, cfg: Config, name: string, answer: (line: string) => void, claimed: ReadonlySet<number> = new Set()): Promise<LaunchedStep> {
+export async function launchStep (r: StepRequest, cfg: Config, name: string, answer: (line: string) => void): Promise<LaunchedStep> {
   let rootfs: Rootfs | undefined
   try {
     const began = Date.now()
@@ -255,7 +256,7 @@ export async function launchStep (r: StepRequest, cfg: Config, name: string, ans
       answer(readyLine(rootfs.running, true))
       return { stop: () => {}, finished: Promise.resolve() }
     }
-    const { pid, ended } = await start(r, cfg, rootfs, name, claimed)
+    const { pid, ended } = await start(r, cfg, rootfs, name)
     say(`completed container setup in ${Date.now() - began} ms (image and root filesystem ${prepared - began} ms, start ${Date.now() - prepared} ms)`)
     // From now on only supervision: the container dies with its parent (PR_SET_PDEATHSIG), and the shim
     // ends it at step end. A signal for this process ends the container at once.
@@ -271,7 +272,7 @@ export async function launchStep (r: StepRequest, cfg: Config, name: string, ans
       // must export it first (--container-save); the shim then skips that extra process altogether.
       if (made.made !== undefined && r.name === undefined && r.save === undefined) removeTree(made.made)
     })
-    return { pid, stop, finished }
+    return { stop, finished }
   } catch (err) {
     answer(errorLine(err instanceof Error ? err.message : String(err)))
     // A filesystem made for this step only must not outlive its failed start (named ones are kept, as pyxis).

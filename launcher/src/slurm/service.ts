@@ -53,7 +53,6 @@ function stderrTo (conn: Socket): () => void {
 }
 
 class Service {
-  private readonly claimed = new Set<number>()
   private readonly running = new Set<LaunchedStep>()
   /** the request being prepared: one at a time */
   private preparing: Promise<void> | undefined
@@ -113,7 +112,7 @@ class Service {
       const cfg = (await import('../config/load.js')).loadConfig()
       log.setDebug(cfg.flag('ENROOT_DEBUG'))
       const { r, cfg: stepCfg, name } = step(args, cfg)
-      launched = await launchStep(r, stepCfg, name, line => { if (!conn.destroyed) conn.write(replyLines('S', line)) }, this.claimed)
+      launched = await launchStep(r, stepCfg, name, line => { if (!conn.destroyed) conn.write(replyLines('S', line)) })
     } catch (err) {
       code = report(err)
     } finally {
@@ -121,12 +120,10 @@ class Service {
     }
     if (launched === undefined) { conn.end(replyLines('X', String(code))); return }
     const it = launched
-    if (it.pid !== undefined) this.claimed.add(it.pid)
     this.running.add(it)
     this.active++
     if (gone) it.stop()
     void it.finished.then(() => {
-      if (it.pid !== undefined) this.claimed.delete(it.pid)
       this.running.delete(it)
       conn.end(replyLines('X', '0'))
       this.active--
