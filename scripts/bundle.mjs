@@ -19,7 +19,7 @@
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -64,6 +64,45 @@ const wasmOutside = {
   }
 }
 
+// node:assert and node:http, as undici's bundled files use them, replaced by two small local modules
+// (launcher/src/image/undici-assert.cts and undici-http.cts say why and what they keep): together about
+// 2.5 ms of CPU, seven of Node's modules plus HTTP's client and server, in every process that talks to a
+// registry. Only for undici's files; the stubs stand for exactly the uses listed here, so the build stops
+// when an undici upgrade uses either module in another way (reading the requiring file's source).
+const undiciLib = /[\\/]node_modules[\\/]undici[\\/]lib[\\/]/
+const undiciStubs = {
+  'node:assert': {
+    stub: join(root, 'launcher', 'src', 'image', 'undici-assert.cts'),
+    // every mention of `assert` is its require or a call of it: assert(value) or assert(value, message)
+    allowed: () => true,
+    check: src => !/\bassert\b(?!\()/.test(src.replace("const assert = require('node:assert')", ''))
+  },
+  'node:http': {
+    stub: join(root, 'launcher', 'src', 'image', 'undici-http.cts'),
+    allowed: file => /dispatcher[\\/]client\.js$|core[\\/]util\.js$/.test(file),
+    // client.js: http.maxHeaderSize and nothing else of `http`; util.js: the IncomingMessage it destructures
+    check: src => {
+      const rest = src.replace("const http = require('node:http')", '').replace("const { IncomingMessage } = require('node:http')", '')
+      return !/require\('node:http'\)/.test(rest) && !/\bhttp\.(?!maxHeaderSize\b)\w/.test(rest)
+    }
+  }
+}
+const stubbedBy = new Set()
+const undiciBuiltinStubs = {
+  name: 'undici-builtin-stubs',
+  setup (b) {
+    b.onResolve({ filter: /^node:(assert|http)$/ }, args => {
+      if (!undiciLib.test(args.importer)) return undefined
+      const s = undiciStubs[args.path]
+      if (!s.allowed(args.importer) || !s.check(readFileSync(args.importer, 'utf8'))) {
+        throw new Error(`bundle: ${args.importer} uses ${args.path} in a way ${s.stub} does not stand for; update it or drop it from bundle.mjs`)
+      }
+      stubbedBy.add(args.path)
+      return { path: s.stub }
+    })
+  }
+}
+
 const result = await build({
   entryPoints: [join(root, 'launcher', 'src', 'cli.ts')],
   bundle: true,
@@ -73,7 +112,7 @@ const result = await build({
   write: false,
   // undici comes in file by file (image/undici-files.cts) and initialises only when a command first
   // reaches the registry client: esbuild wraps a module reached through import() in a lazy init.
-  plugins: [withoutHttp2, wasmOutside],
+  plugins: [withoutHttp2, wasmOutside, undiciBuiltinStubs],
   // import.meta.url in a CommonJS bundle: the bundle's own URL (install-paths.ts walks up from it).
   define: { 'import.meta.url': '__enroot_bundle_url' },
   banner: { js: 'const __enroot_bundle_url = require("node:url").pathToFileURL(__filename).href;' },
@@ -86,6 +125,10 @@ const result = await build({
 const code = result.outputFiles[0].text.replace(/[^\x00-\x7f]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 if (!h2Stubbed) throw new Error("bundle: undici's client-h2.js was not replaced; update the without-http2 plugin")
 if (/require\("(node:)?http2"\)/.test(code)) throw new Error('bundle: node:http2 is in the bundle; find what requires it')
+for (const m of Object.keys(undiciStubs)) {
+  if (!stubbedBy.has(m)) throw new Error(`bundle: no undici file required ${m} any more; drop its stub from bundle.mjs`)
+  if (code.includes(`require("${m}")`)) throw new Error(`bundle: ${m} is still in the bundle; find what requires it`)
+}
 const id = createHash('sha256').update(code).digest('hex')
 mkdirSync(dirname(out), { recursive: true })
 rmSync(cache, { force: true })

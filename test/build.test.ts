@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ENROOT, REPO, enrootEnv, requireFeature, userTmp, IS_ROOT, testUser } from './helpers/env.js'
+import { registryAvailable, startRegistry } from './helpers/registry.js'
+import { busyboxImage, pushLayout, writeOciLayout } from './helpers/oci-image.js'
 
 const BUNDLE = join(REPO, 'dist', 'enroot.cjs')
 const built = existsSync(BUNDLE)
@@ -50,5 +52,33 @@ t.test('version, list and a failing start load no registry client, HTTP or child
     for (const m of ['NativeModule http2', 'NativeModule net', 'NativeModule child_process', 'NativeModule fs/promises']) {
       t.notOk(loaded.includes(m), `${args.join(' ')}: no ${m.slice('NativeModule '.length)}`)
     }
+  }
+})
+
+t.test('digest, the registry client at its leanest, loads no HTTP client or server, assert, child_process or timers/promises', async t => {
+  if (!requireFeature(t, 'a built launcher', built, 'run npm run build')) return
+  const avail = registryAvailable()
+  if (!requireFeature(t, 'registry', avail.ok, avail.why)) return
+  const dir = userTmp(t)
+  const reg = await startRegistry({ dir: join(dir, 'registry') })
+  t.teardown(reg.stop)
+  await pushLayout(writeOciLayout(join(dir, 'bb'), 'v1', busyboxImage()), reg, 'bb:1')
+  const record = join(dir, 'modules.cjs')
+  writeFileSync(record, "process.on('exit', () => require('node:fs').writeFileSync(process.env.RECORD, process.moduleLoadList.join('\\n')))\n")
+  const out = join(dir, 'digest.txt')
+  const log = openSync(join(dir, 'digest.log'), 'w')
+  const u = IS_ROOT ? testUser() : undefined
+  let status: number | null
+  try {
+    // env -u as above; undici's node:http and node:assert are replaced in the bundle (scripts/bundle.mjs)
+    status = spawnSync('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--require', record, ENROOT, 'digest', `docker://${reg.host}#bb:1`], {
+      env: { ...enrootEnv(dir, { ENROOT_ALLOW_HTTP: 'y' }), RECORD: out }, stdio: ['ignore', log, log], ...(u !== undefined ? { uid: u.uid, gid: u.gid } : {})
+    }).status
+  } finally { closeSync(log) }
+  t.equal(status, 0, status === 0 ? 'digest exits 0' : readFileSync(join(dir, 'digest.log'), 'utf8'))
+  const loaded = readFileSync(out, 'utf8').split('\n')
+  t.ok(loaded.includes('NativeModule net'), 'it did connect (net is loaded)')
+  for (const m of ['http', '_http_client', '_http_server', 'http2', 'assert', 'child_process', 'timers/promises', 'fs/promises']) {
+    t.notOk(loaded.includes(`NativeModule ${m}`), `no ${m}`)
   }
 })

@@ -8,9 +8,9 @@
 // talking to): entries are matched per host on purpose, once for the registry and once for the token realm
 // host, so a realm on another host (NGC's authn.nvidia.com) gets its own entry and never the registry's.
 import { readFileSync } from 'node:fs'
-import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { EnrootError } from '../util/errors.js'
+import { childProcess } from '../util/builtins.js'
 
 export interface NetrcEntry { machine: string, login: string, password?: string }
 export interface Credential { login: string, password: string }
@@ -27,7 +27,7 @@ function afterFifthField (line: string): string {
 export function expandDollarPasswords (texts: readonly string[], env: Readonly<Record<string, string>>): string[] {
   if (texts.length === 0) return []
   const script = texts.map(t => `printf '%s\\0' "$(echo ${t})"`).join('\n')
-  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  const r = childProcess().spawnSync('bash', ['--norc', '--noprofile', '-c', script], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
   if (r.status !== 0 || r.error !== undefined) {
     throw new EnrootError('AUTH', 'Could not evaluate a password in the credentials file', {
       cause: r.error, hint: String(r.stderr ?? '').trim().split('\n')[0] ?? undefined

@@ -5,11 +5,10 @@
 // (blob storage; undici drops Authorization when the origin changes).
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { STATUS_CODES } from 'node:http'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, loadEnvHttpProxyAgent, redirectInterceptor, request, type Dispatcher } from './undici-parts.js'
 import { EnrootError } from '../util/errors.js'
 import { log } from '../util/log.js'
+import { http } from '../util/builtins.js'
 import type { Config } from '../config/load.js'
 
 export interface HttpSettings {
@@ -87,7 +86,9 @@ export interface RequestOptions {
 /** `URL <url> returned error code: <code> <reason>` (enroot's wording, scripts grep it). */
 export function statusError (url: string, status: number, hint?: string): EnrootError {
   const code = status === 401 || status === 403 ? 'AUTH' : 'REGISTRY'
-  const msg = `URL ${url} returned error code: ${status} ${STATUS_CODES[status] ?? ''}`.trimEnd()
+  // node:http only for its reason phrases, and only here: loading it costs every registry command about
+  // 1.5 ms of start-up (its client, server and agent modules), for a message that most runs never print.
+  const msg = `URL ${url} returned error code: ${status} ${http().STATUS_CODES[status] ?? ''}`.trimEnd()
   return new EnrootError(code, msg, hint === undefined ? {} : { hint })
 }
 
@@ -208,7 +209,7 @@ export class HttpClient {
         if (attempt >= retries || e.code !== 'NETWORK') throw e
         log.warn(`${e.message}, retrying in ${Math.ceil(wait / 1000)}s (${attempt + 1}/${retries})`)
       }
-      await sleep(Math.min(wait, MAX_WAIT_MS))
+      await new Promise(resolve => setTimeout(resolve, Math.min(wait, MAX_WAIT_MS)))
     }
   }
 

@@ -1,7 +1,7 @@
 // The OCI distribution client (spec §3.4, §3.5): resolves a reference to the per-platform manifest,
 // fetches the verified config, and streams blobs to disk verifying size and digest while they arrive.
 import { createHash } from 'node:crypto'
-import { createWriteStream, rmSync } from 'node:fs'
+import { createWriteStream, unlinkSync } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { Transform } from 'node:stream'
 import { EnrootError } from '../util/errors.js'
@@ -232,7 +232,8 @@ export class RegistryClient {
         if (n !== desc.size) throw new EnrootError('NETWORK', `Transfer from ${url} was interrupted (${n} of ${desc.size} bytes)`, { hint: 'Retry, or set ENROOT_TRANSFER_RETRIES to retry automatically.' })
         if (`${algOf(desc.digest)}:${hash.digest('hex')}` !== desc.digest) throw new EnrootError('DIGEST', `Checksum mismatch: ${desc.digest}`)
       } catch (err) {
-        rmSync(destPath, { force: true })
+        // the partial blob, a plain file: unlinkSync, as rmSync loads Node's recursive remover even for one file
+        try { unlinkSync(destPath) } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e }
         // take back the progress of a failed attempt, so a retry does not count bytes twice
         if (n > 0) onBytes?.(-n)
         throw err
