@@ -1,6 +1,16 @@
 // Starting a job's launcher service (service.ts) from the first step's launcher on a node.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { childProcess } from '../util/builtins.js'
+
+/** Is a live service answering at `path`? */
+export async function answers (path: string): Promise<boolean> {
+  return await new Promise(resolve => {
+    const s = connect(path)
+    s.on('connect', () => { s.destroy(); resolve(true) })
+    s.on('error', () => { resolve(false) })
+  })
+}
 
 /**
  * Whether Slurm tracks this process by cgroup (proctrack/cgroup, task/cgroup): the service would then sit
@@ -22,6 +32,8 @@ export async function spawnService (socket: string, idleSeconds: number): Promis
   let cgroup = ''
   try { cgroup = readFileSync('/proc/self/cgroup', 'utf8') } catch {}
   if (inSlurmCgroup(cgroup)) return
+  // One is there already (this step ran its own launcher because the service was busy): nothing to start.
+  if (existsSync(socket) && await answers(socket)) return
   const script = process.argv[1]
   if (script === undefined) return
   const child = childProcess().spawn('setsid', ['-f', process.execPath, script, 'slurm-service', `--socket=${socket}`, `--idle=${idleSeconds}`, '--ready-fd=3'],

@@ -9,7 +9,7 @@
 // One request is prepared at a time (it sets the process environment to its own, and its log lines go to
 // its own client); one that arrives meanwhile is declined and runs its own launcher. The containers are
 // then supervised side by side.
-import { createServer, connect, type Server, type Socket } from 'node:net'
+import { createServer, type Server, type Socket } from 'node:net'
 import { closeSync, renameSync, rmSync, statSync } from 'node:fs'
 import type { Command } from '../commands/types.js'
 import { parseArgs, str, type Parsed } from '../util/args.js'
@@ -19,19 +19,11 @@ import { report } from '../cli.js'
 import { STEP_OPTIONS } from './protocol.js'
 import { parseServiceRequest, replyLines, requestEnv, type ServiceRequest } from './service-protocol.js'
 import { launchStep, step, type LaunchedStep } from './launch.js'
+import { answers } from './service-spawn.js'
 
 const usage = 'Usage: enroot slurm-service --socket=PATH [--idle=SECONDS] [--ready-fd=FD] (internal: started by slurm-launch)\n'
 /** How long a quit waits for the containers to end and their clean-up to finish. */
 const QUIT_WAIT_MS = 10_000
-
-/** Is a live service answering at `path`? (a second one started by a racing step leaves it be) */
-async function answers (path: string): Promise<boolean> {
-  return await new Promise(resolve => {
-    const s = connect(path)
-    s.on('connect', () => { s.destroy(); resolve(true) })
-    s.on('error', () => { resolve(false) })
-  })
-}
 
 /** Sets the process environment to `env` in place (the native helper and spawned tools read the real one). */
 function setEnv (env: Record<string, string>): void {
