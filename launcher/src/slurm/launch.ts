@@ -27,7 +27,7 @@ const usage = 'Usage: enroot slurm-import|slurm-launch|slurm-teardown|slurm-epil
 const STOP_COMMAND = ['sh', '-c', 'kill -STOP $$ ; exit 0']
 const START_TIMEOUT_MS = 10 * 60_000
 // How often the launcher looks for the stopped container while it starts: every step waits half of it on
-// average, and one look costs a few /proc reads.
+// average, and one look costs a few /proc reads (the container's own processes only).
 const STOP_POLL_MS = 3
 
 const say = (msg: string): void => { process.stderr.write(`pyxis: ${msg}\n`) }
