@@ -1,10 +1,10 @@
 // `enroot slurm-service`: a job's launcher service on one node (doc/slurm.md, "The launcher service").
-// The first container step of a job on a node runs `enroot slurm-launch` as a process of its own, which
-// then starts this service; the job's later steps on that node hand their slurm-launch to it over a unix
-// socket in the user's runtime directory, so that no step after the first pays for a Node start-up and
-// for loading the launcher (most of a warm step's CPU). It runs as the job user, like the launcher it
-// replaces, and ends when its job does (the shim's epilog asks it to) or after --idle seconds without a
-// container or a request.
+// A job's steps 0 and 1 on a node run `enroot slurm-launch` as a process of their own, and step 1's then
+// starts this service (a job that srun made for one step never needs one); the job's later steps on that
+// node hand their slurm-launch to it over a unix socket in the user's runtime directory, so that they do
+// not pay for a Node start-up and for loading the launcher (most of a warm step's CPU). It runs as the job
+// user, like the launcher it replaces, and ends when its job does (the shim's epilog asks it to) or after
+// --idle seconds without a container or a request.
 //
 // One request is prepared at a time (it sets the process environment to its own, and its log lines go to
 // its own client); one that arrives meanwhile is declined and runs its own launcher. The containers are
