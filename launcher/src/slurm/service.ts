@@ -79,15 +79,22 @@ class Service {
       // No "A": the client runs the launcher itself. Busy with another step's preparation (an import can
       // take minutes, and a request's environment is the whole process's while it prepares) or leaving.
       if (this.quitting || this.preparing !== undefined) { conn.destroy(); return }
+      // Nor for arguments this service does not know (a shim or launcher upgraded during the job): the
+      // launcher the client then runs knows them, or reports the error itself.
+      let args: Parsed
+      try {
+        if (req.argv[0] !== 'slurm-launch') throw new Error('slurm-launch only')
+        args = parseArgs(req.argv.slice(1), STEP_OPTIONS, usage)
+      } catch { conn.destroy(); return }
       this.active++
       clearTimeout(this.idleTimer)
       conn.write(replyLines('A'))
-      this.preparing = this.launch(conn, req).finally(() => { this.preparing = undefined; this.active--; this.armIdle() })
+      this.preparing = this.launch(conn, req, args).finally(() => { this.preparing = undefined; this.active--; this.armIdle() })
     })
   }
 
   /** One slurm-launch: as `enroot slurm-launch ARGS` would, with the request's environment and its own log. */
-  private async launch (conn: Socket, req: ServiceRequest): Promise<void> {
+  private async launch (conn: Socket, req: ServiceRequest, args: Parsed): Promise<void> {
     let gone = conn.destroyed || conn.readableEnded
     let launched: LaunchedStep | undefined
     // The client closing its side means the shim killed it: nobody will join this container.
@@ -99,8 +106,6 @@ class Service {
     const restore = stderrTo(conn)
     try {
       setEnv(requestEnv(req.env, this.serviceEnv))
-      if (req.argv[0] !== 'slurm-launch') throw new EnrootError('USAGE', `slurm protocol: the launcher service runs slurm-launch only, not ${req.argv[0] ?? 'nothing'}`)
-      const args: Parsed = parseArgs(req.argv.slice(1), STEP_OPTIONS, usage)
       const cfg = (await import('../config/load.js')).loadConfig()
       log.setDebug(cfg.flag('ENROOT_DEBUG'))
       const { r, cfg: stepCfg, name } = step(args, cfg)
