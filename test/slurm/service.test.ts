@@ -3,7 +3,7 @@
 // to as spank_enroot.so's relay does: a launch answered with READY and, after the container's end, its
 // exit status and clean-up; errors as log lines and an ERROR status; quit; idle exit. The relay and the
 // epilog's quit against a real cluster are in spank-enroot.test.ts.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -90,16 +90,22 @@ function runtimePath (base: string): { path: string, dir: string } {
   return { path, dir }
 }
 
+/** A service as the test user, on a socket where the shim would put it for `job`; resolves once it listens. */
+async function startService (t: Test, job: number, idle: number): Promise<{ base: string, env: Record<string, string>, rt: { path: string, dir: string }, socket: string, service: ReturnType<typeof enroot> }> {
+  const base = userTmp(t)
+  const env = enrootEnv(base)
+  const rt = runtimePath(base)
+  const socket = join(rt.dir, `service.${job}.sock`)
+  const service = enroot(['slurm-service', `--socket=${socket}`, `--idle=${idle}`], env)
+  t.ok(await until(() => existsSync(socket)), 'the service listens')
+  return { base, env, rt, socket, service }
+}
+
 t.test('the service launches a request\'s container, answers READY, and the exit status once it ended and is cleaned up', async t => {
   if (!needRuntime(t)) return
   if (!requireFeature(t, 'squashfs tools', HAVE_MKSQUASHFS && HAVE_SQUASHFUSE, 'squashfs-tools and squashfuse')) return
-  const base = userTmp(t)
-  const env = enrootEnv(base)
+  const { base, env, rt, socket, service } = await startService(t, 7, 60)
   const image = squashRootfs(buildRootfs(join(base, 'rootfs')), join(base, 'image.sqsh'))
-  const rt = runtimePath(base)
-  const socket = join(rt.dir, 'service.7.sock')
-  const service = enroot(['slurm-service', `--socket=${socket}`, '--idle=60'], env)
-  t.ok(await until(() => existsSync(socket)), 'the socket appears')
   const step = (n: number, more: string[] = []): string[] =>
     ['slurm-launch', '--job-id=7', `--step-id=${n}`, `--runtime-path=${rt.path}`, `--image=${image}`, '--use-squashfuse', `--cwd=${base}`, ...more]
 
@@ -155,12 +161,7 @@ t.test('the service launches a request\'s container, answers READY, and the exit
 })
 
 t.test('a failing request: its error as log lines, an ERROR status, exit status 1; the service goes on', async t => {
-  const base = userTmp(t)
-  const env = enrootEnv(base)
-  const rt = runtimePath(base)
-  const socket = join(rt.dir, 'service.8.sock')
-  const service = enroot(['slurm-service', `--socket=${socket}`, '--idle=60'], env)
-  t.ok(await until(() => existsSync(socket)))
+  const { base, env, rt, socket, service } = await startService(t, 8, 60)
   const missing = join(base, 'missing.sqsh')
   writeFileSync(join(base, 'not-squashfs.sqsh'), 'x')
   const bad = talk(socket, 'launch', ['slurm-launch', '--job-id=8', '--step-id=0', `--runtime-path=${rt.path}`, `--image=${join(base, 'not-squashfs.sqsh')}`], env)
@@ -179,12 +180,7 @@ t.test('a failing request: its error as log lines, an ERROR status, exit status 
 })
 
 t.test('an idle service exits and removes its socket; a second one started beside a live one leaves', async t => {
-  const base = userTmp(t)
-  const env = enrootEnv(base)
-  const rt = runtimePath(base)
-  const socket = join(rt.dir, 'service.9.sock')
-  const first = enroot(['slurm-service', `--socket=${socket}`, '--idle=2'], env)
-  t.ok(await until(() => existsSync(socket)))
+  const { env, socket, service: first } = await startService(t, 9, 2)
   const second = await enroot(['slurm-service', `--socket=${socket}`, '--idle=60'], env)
   t.equal(second.status, 0, 'the second one exits at once')
   t.ok(existsSync(socket), 'and leaves the live one\'s socket')
