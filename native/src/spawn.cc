@@ -94,6 +94,8 @@ struct phase1 {
   uid_t inner_uid = 0;
   gid_t inner_gid = 0;
   unsigned nofile = 0;
+  pid_t lower_pid = 0;
+  const char *lower_dir = nullptr;
 };
 
 char g_root[PATH_MAX];
@@ -196,7 +198,13 @@ void setup_rootfs(int fd, const struct phase1 &p, int in_userns) {
   const char *dirs[] = { "root", "lower", "upper", "work" };
   for (const char *d : dirs) if (mkdir(d, 0755) < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, d);
   if (p.image != nullptr) {
-    mount_squashfs(fd, p);
+    if (p.lower_dir != nullptr) {
+      // The holder's squashfuse, already mounted (and its page cache warm): seen here since our mount
+      // namespace is a copy of the holder's.
+      if (mount(p.lower_dir, "lower", nullptr, MS_BIND, nullptr) < 0) enr_fail(fd, ENR_STEP_ROOTFS, errno, p.lower_dir);
+    } else {
+      mount_squashfs(fd, p);
+    }
     mount_overlay(fd);
   } else if (p.flags & ENR_F_WRITABLE) {
     if (mount(p.rootdir, "root", nullptr, MS_BIND, nullptr) < 0) enr_fail(fd, ENR_STEP_ROOTFS, errno, p.rootdir);
@@ -264,6 +272,58 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
   return -1;
 }
 
+// The user and mount namespaces of a lower holder (holder_child): the same user mapping as a namespace of
+// our own, and its squashfs mount. The unshare of a mount namespace that follows makes our own copy.
+void join_lower(int fd, pid_t holder) {
+  char path[64], num[24];
+  enr_utoa((unsigned long)holder, num, sizeof num);
+  int nsfd[2];
+  const char *names[2] = { "/ns/user", "/ns/mnt" };
+  for (int i = 0; i < 2; i++) {
+    enr_strlcpy(path, "/proc/", sizeof path); enr_strlcat(path, num, sizeof path); enr_strlcat(path, names[i], sizeof path);
+    if ((nsfd[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) enr_fail(fd, ENR_STEP_USERNS, errno, path);
+  }
+  if (setns(nsfd[0], CLONE_NEWUSER) < 0) enr_fail(fd, ENR_STEP_USERNS, errno, "lower holder user namespace");
+  if (setns(nsfd[1], CLONE_NEWNS) < 0) enr_fail(fd, ENR_STEP_USERNS, errno, "lower holder mount namespace");
+  close(nsfd[0]); close(nsfd[1]);
+}
+
+// A lower holder: a user and mount namespace in which squashfuse keeps an image mounted for the
+// containers that join it (join_lower), so that each start skips squashfuse's start and mount and finds
+// the image's pages cached. It reports READY with the mount point and then only waits; it dies with Node
+// (enr_child_init), and its squashfuse with it.
+[[noreturn]] void holder_child(const char *buf, size_t len, int fd, pid_t node) {
+  if (enr_child_init(node) < 0) _exit(1);
+  struct phase1 p;
+  struct enr_reader r = { buf, buf + len };
+  struct enr_rec rec;
+  int rc;
+  while ((rc = enr_next(&r, &rec)) > 0) {
+    switch (rec.tag) {
+      case ENR_T_ROOTFS_IMAGE: p.image = enr_str(&rec); break;
+      case ENR_T_MNTDIR: p.mntdir = enr_str(&rec); break;
+      case ENR_T_SQUASHFUSE: p.squashfuse = enr_str(&rec); break;
+      case ENR_T_CAPLAST: p.last_cap = enr_u32(&rec); break;
+      case ENR_T_INNER_UID: p.inner_uid = enr_u32(&rec); break;
+      case ENR_T_INNER_GID: p.inner_gid = enr_u32(&rec); break;
+      default: break;
+    }
+  }
+  if (rc < 0 || p.mntdir == nullptr || p.image == nullptr || p.squashfuse == nullptr) enr_fail(fd, ENR_STEP_PROTOCOL, EINVAL, "lower");
+  enr_userns_create(fd, geteuid(), getegid(), p.inner_uid, p.inner_gid);
+  if (unshare(CLONE_NEWNS) < 0) enr_fail(fd, ENR_STEP_UNSHARE, errno, "mount");
+  if (mount(nullptr, "/", nullptr, MS_SLAVE | MS_REC, nullptr) < 0) enr_fail(fd, ENR_STEP_PROPAGATION_ROOT, errno, "/");
+  if (mount("tmpfs", p.mntdir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, p.mntdir);
+  if (chdir(p.mntdir) < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, p.mntdir);
+  if (mkdir("lower", 0755) < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, "lower");
+  sub_path(g_lower, p.mntdir, "lower");
+  mount_squashfs(fd, p);
+  if (chdir("/") < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, "/");
+  enr_send(fd, ENR_MSG_READY, 0, 0, 0, g_lower);
+  close(fd);
+  for (;;) pause();
+}
+
 [[noreturn]] void container_child(const char *buf, size_t len, int fd, int control, pid_t node) {
   if (enr_child_init(node) < 0) _exit(1);
   struct phase1 p;
@@ -281,15 +341,19 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
       case ENR_T_INNER_UID: p.inner_uid = enr_u32(&rec); break;
       case ENR_T_INNER_GID: p.inner_gid = enr_u32(&rec); break;
       case ENR_T_NOFILE: p.nofile = enr_u32(&rec); break;
+      case ENR_T_LOWER_PID: p.lower_pid = (pid_t)enr_u32(&rec); break;
+      case ENR_T_LOWER_DIR: p.lower_dir = enr_str(&rec); break;
       default: break;
     }
   }
-  if (rc < 0 || p.mntdir == nullptr || (p.rootdir == nullptr) == (p.image == nullptr) || p.squashfuse == nullptr)
+  if (rc < 0 || p.mntdir == nullptr || (p.rootdir == nullptr) == (p.image == nullptr) || p.squashfuse == nullptr ||
+      (p.lower_pid != 0) != (p.lower_dir != nullptr) || (p.lower_pid != 0 && (p.image == nullptr || !(p.flags & ENR_F_USERNS))))
     enr_fail(fd, ENR_STEP_PROTOCOL, EINVAL, "phase 1");
   const int userns = (p.flags & ENR_F_USERNS) != 0;
 
   // user → pid (fork) → mount → net → ipc → uts, as enroot-nsenter
-  if (userns) enr_userns_create(fd, geteuid(), getegid(), p.inner_uid, p.inner_gid);
+  if (p.lower_pid != 0) join_lower(fd, p.lower_pid);
+  else if (userns) enr_userns_create(fd, geteuid(), getegid(), p.inner_uid, p.inner_gid);
   if (p.flags & ENR_F_PID) {
     if (unshare(CLONE_NEWPID) < 0) enr_fail(fd, ENR_STEP_UNSHARE, errno, "pid");
     pid_t c = fork();
@@ -378,6 +442,39 @@ Napi::Value StartContainer(const Napi::CallbackInfo &info) {
   o.Set("pid", Napi::Number::New(env, pid));
   o.Set("statusFd", Napi::Number::New(env, status[0]));
   o.Set("controlFd", Napi::Number::New(env, control[1]));
+  return o;
+}
+
+// startLower(phase1-like buffer: image, mntdir, squashfuse, inner uid/gid, caplast): { pid, statusFd }.
+// The holder reports READY <mount point> or an error on statusFd, then waits until killed.
+Napi::Value StartLower(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "startLower(buffer)").ThrowAsJavaScriptException();
+    return env.Null();
+  }
+  Napi::Buffer<char> b = info[0].As<Napi::Buffer<char>>();
+  int status[2];
+  if (pipe2(status, O_CLOEXEC) < 0) return enr_throw(env, ENR_STEP_FORK, errno, "pipe");
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t node = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(status[0]);
+    holder_child(b.Data(), b.Length(), status[1], node);
+  }
+  int e = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  close(status[1]);
+  if (pid < 0) {
+    close(status[0]);
+    return enr_throw(env, ENR_STEP_FORK, e, nullptr);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, pid));
+  o.Set("statusFd", Napi::Number::New(env, status[0]));
   return o;
 }
 

@@ -15,4 +15,5 @@ void enr_inherit_stdio(void);
 [[noreturn]] void enr_mirror_child(pid_t child);
 
 Napi::Value StartContainer(const Napi::CallbackInfo &info);
+Napi::Value StartLower(const Napi::CallbackInfo &info);
 Napi::Value WaitChild(const Napi::CallbackInfo &info);

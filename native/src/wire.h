@@ -21,6 +21,9 @@ enum enr_tag : uint32_t {
   ENR_T_END = 13,
   ENR_T_BATCH = 14,     // u32, first record of a control message: mounts only, acknowledge and wait for more
   ENR_T_NOFILE = 15,    // u32: RLIMIT_NOFILE soft limit to restore before exec (0: leave it)
+  ENR_T_LOWER_PID = 16, // u32: a lower holder (startLower): join its user and mount namespaces instead of
+                        // making a user namespace, and use its squashfs mount instead of a squashfuse of our own
+  ENR_T_LOWER_DIR = 17, // the holder's squashfs mount point (in its mount namespace, so in ours after the join)
 };
 
 enum enr_flag : uint32_t {

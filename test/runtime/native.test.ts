@@ -28,14 +28,14 @@ t.test('an addon built from older sources is refused with the fix', async t => {
   const dir = t.testdir({ 'old.cjs': 'module.exports = { abiVersion: 1 }\n' })
   const err = (() => { try { loadFrom([join(dir, 'old.cjs')]); return undefined } catch (e) { return e } })()
   t.ok(err instanceof EnrootError)
-  t.match((err as EnrootError).message, /old\.cjs is out of date \(ABI 1, need 3\)/)
+  t.match((err as EnrootError).message, /old\.cjs is out of date \(ABI 1, need 4\)/)
   t.equal((err as EnrootError).hint, 'Rebuild it with: npm run build:native')
 })
 
 t.test('the built addon loads', async t => {
   if (!needRuntime(t)) return
   const a = loadFrom(addonCandidates({}))
-  t.equal(a.abiVersion, 3)
+  t.equal(a.abiVersion, 4)
   const fd = openSync('/dev/null', 'r')
   try { t.equal(a.isTerminal(fd), false, '/dev/null is not a terminal') } finally { closeSync(fd) }
   const e = a.makeError(13, 18, '/r/x')

@@ -5,11 +5,11 @@
 // epilog's quit against a real cluster are in spank-enroot.test.ts.
 import t, { type Test } from 'tap'
 import { connect } from 'node:net'
-import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { enroot, enrootEnv, IS_ROOT, requireFeature, testUser, userTmp } from '../helpers/env.js'
 import { buildRootfs, squashRootfs, HAVE_MKSQUASHFS, HAVE_SQUASHFUSE } from '../helpers/rootfs.js'
-import { until, pidsWith } from '../helpers/procs.js'
+import { until, pidsWith, cmdline } from '../helpers/procs.js'
 import { needRuntime } from '../runtime/harness.js'
 import { SERVICE_MAGIC, parseServiceRequest, replyLines, requestEnv } from '../../launcher/src/slurm/service-protocol.js'
 import { inSlurmCgroup } from '../../launcher/src/slurm/service-spawn.js'
@@ -121,6 +121,11 @@ t.test('the service launches a request\'s container, answers READY, and the exit
   const pid1 = Number(ready1.split(' ')[2])
   const pid2 = Number(ready2.split(' ')[2])
   t.not(pid1, pid2)
+  // Both containers' lower layer is one squashfuse mount of the image, the service's holder of it.
+  const holders = (): string[] => readdirSync(rt.dir).filter(f => f.startsWith('lower.'))
+  t.equal(holders().length, 1, 'one holder directory')
+  t.equal(pidsWith(`squashfuse -f -o uid=`).filter(p => cmdline(p).includes(image)).length, 1, 'one squashfuse for both containers')
+  t.equal(readFileSync(`/proc/${pid2}/root/etc/group`, 'utf8').split('\n')[0], 'root:x:0:', 'the image is the second container\'s root')
   t.notOk(one.lines.some(l => l.startsWith('X')), 'no exit status while the container runs')
 
   process.kill(pid1, 'SIGKILL') // what the shim does at step end
@@ -157,7 +162,9 @@ t.test('the service launches a request\'s container, answers READY, and the exit
   const r = await service
   t.equal(r.status, 0, r.stderr)
   t.notOk(existsSync(socket), 'the socket is removed')
-  t.same(pidsWith(socket), [], 'no process is left')
+  t.same(pidsWith(socket), [], 'no process is left (the holders are forks of the service)')
+  t.same(pidsWith(image), [], 'no squashfuse is left')
+  t.same(holders(), [], 'the holder directory is removed')
 })
 
 t.test('a failing request: its error as log lines, an ERROR status, exit status 1; the service goes on', async t => {

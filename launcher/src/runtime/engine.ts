@@ -12,8 +12,8 @@ import { formatEnv, mergeEnv } from '../pipeline/envfile.js'
 import { parseFstab } from '../pipeline/fstab.js'
 import type { ContainerPlan, HookSpec, MountOp } from './plan-types.js'
 import {
-  FLAG, MSG_SIZE, NS, decodeRecord, encodeBatch, encodePhase1, encodePhase2, isTerminal, makeStepError, spawnJoined, startContainer,
-  waitChild, type ChildExit, type StatusRecord
+  FLAG, MSG_SIZE, NS, decodeRecord, encodeBatch, encodeLower, encodePhase1, encodePhase2, isTerminal, makeStepError, spawnJoined,
+  startContainer, startLower, waitChild, type ChildExit, type StatusRecord
 } from './native.js'
 
 /**
@@ -40,6 +40,36 @@ export interface EngineOptions {
   forwardSignals?: boolean
   /** told the container's first process once it exists (the Slurm launcher looks for its stopped shell there) */
   onStart?: (pid: number) => void
+  /** for a squashfs image in a user namespace: a lower holder of that image (startLowerHolder) to use */
+  lower?: LowerHolder
+}
+
+/** A user and mount namespace keeping one squashfs image mounted for the containers that join it. */
+export interface LowerHolder {
+  pid: number
+  /** the mount point, in the holder's mount namespace */
+  dir: string
+  /** the holder's end (it dies with this process, or when killed) */
+  ended: Promise<ChildExit>
+}
+
+/**
+ * Mounts `image` (squashfuse) in a user and mount namespace of its own, as a container's start would, and
+ * keeps it so: containers that join it (EngineOptions.lower) skip squashfuse's start and mount and find the
+ * image's pages cached. `mntDir` is an empty host directory for its tmpfs. The caller kills it when done.
+ */
+export async function startLowerHolder (opts: { image: string, mntDir: string, squashfuse?: string, innerUid: number, innerGid: number }): Promise<LowerHolder> {
+  const h = startLower(encodeLower({ image: opts.image, mntDir: opts.mntDir, squashfuse: opts.squashfuse ?? '/usr/bin/squashfuse', innerUid: opts.innerUid, innerGid: opts.innerGid }))
+  const ended = waitChild(h.pid)
+  try {
+    const r = await new RecordReader(h.statusFd).next()
+    if (r?.type === 'R') return { pid: h.pid, dir: r.path, ended }
+    try { process.kill(h.pid, 'SIGKILL') } catch {}
+    if (r?.type === 'E') { const native = makeStepError(r.step, r.errno, r.path); throw new EnrootError('SYSCALL', native.message, { cause: native }) }
+    throw new EnrootError('SYSCALL', `lower holder for ${opts.image} exited before it was ready`)
+  } finally {
+    try { closeSync(h.statusFd) } catch {}
+  }
 }
 
 export interface ContainerResult {
@@ -261,7 +291,8 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
       innerUid: plan.remapRoot ? 0 : process.geteuid?.() ?? 0,
       innerGid: plan.remapRoot ? 0 : process.getegid?.() ?? 0,
       earlyMounts: plan.earlyMounts,
-      nofile: callerNofile()
+      nofile: callerNofile(),
+      ...(opts.lower !== undefined && !plan.privileged ? { lower: { pid: opts.lower.pid, dir: opts.lower.dir } } : {})
     })
     prepareRuntimeDir(plan)
     handle = startContainer(phase1)

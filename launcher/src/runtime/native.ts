@@ -39,6 +39,7 @@ export interface JoinOptions {
 interface Addon {
   abiVersion: number
   startContainer: (phase1: Buffer) => StartHandle
+  startLower: (lower: Buffer) => { pid: number, statusFd: number }
   waitChild: (pid: number, cb: (code: number | null, signal: number | null) => void) => void
   spawnJoined: (opts: JoinOptions & { capLast: number }) => number
   makeError: (step: number, errno: number, path: string) => NativeError
@@ -46,7 +47,7 @@ interface Addon {
 }
 
 /** native/src/addon.cc's abiVersion: an addon built from other sources is refused with the fix. */
-const ABI_VERSION = 3
+const ABI_VERSION = 4
 
 let addon: Addon | undefined
 
@@ -116,7 +117,7 @@ function capLast (): number {
 // ---- wire format (native/src/wire.h) ----
 export const TAG = {
   FLAGS: 1, ROOTFS_DIR: 2, ROOTFS_IMAGE: 3, MNTDIR: 4, SQUASHFUSE: 5, MOUNT: 6, ENV: 7, ARG: 8, RC: 9,
-  CAPLAST: 10, INNER_UID: 11, INNER_GID: 12, BATCH: 14, NOFILE: 15
+  CAPLAST: 10, INNER_UID: 11, INNER_GID: 12, BATCH: 14, NOFILE: 15, LOWER_PID: 16, LOWER_DIR: 17
 } as const
 export const FLAG = {
   USERNS: 1, REMAP: 2, PID: 4, NET: 8, IPC: 16, UTS: 32, WRITABLE: 64, SECCOMP: 128, LOGIN: 256
@@ -168,6 +169,8 @@ export interface Phase1 {
   earlyMounts: readonly MountOp[]
   /** RLIMIT_NOFILE soft limit the container gets back (Node raised ours); 0 leaves it */
   nofile?: number
+  /** a squashfs image's lower holder (startLower) to join instead of a user namespace and squashfuse of its own */
+  lower?: { pid: number, dir: string }
 }
 
 export function encodePhase1 (p: Phase1): Buffer {
@@ -177,8 +180,15 @@ export function encodePhase1 (p: Phase1): Buffer {
   if (p.nofile !== undefined && p.nofile > 0) w.u32(TAG.NOFILE, Math.min(p.nofile, 0xffffffff))
   if (p.rootfs.kind === 'dir') w.str(TAG.ROOTFS_DIR, p.rootfs.path)
   else w.str(TAG.ROOTFS_IMAGE, p.rootfs.image)
+  if (p.lower !== undefined && p.rootfs.kind === 'squashfs') w.u32(TAG.LOWER_PID, p.lower.pid).str(TAG.LOWER_DIR, p.lower.dir)
   for (const m of p.earlyMounts) w.mount(m)
   return w.done()
+}
+
+/** What a lower holder needs (native/src/spawn.cc holder_child). */
+export function encodeLower (p: { image: string, mntDir: string, squashfuse: string, innerUid: number, innerGid: number }): Buffer {
+  return new Writer().u32(TAG.CAPLAST, capLast()).u32(TAG.INNER_UID, p.innerUid).u32(TAG.INNER_GID, p.innerGid)
+    .str(TAG.MNTDIR, p.mntDir).str(TAG.SQUASHFUSE, p.squashfuse).str(TAG.ROOTFS_IMAGE, p.image).done()
 }
 
 export interface Phase2 {
@@ -231,6 +241,11 @@ export function decodeRecord (b: Buffer): StatusRecord {
 export function startContainer (phase1: Buffer): StartHandle {
   const a = loadAddon()
   try { return a.startContainer(phase1) } catch (err) { throw nativeError(err) }
+}
+
+export function startLower (lower: Buffer): { pid: number, statusFd: number } {
+  const a = loadAddon()
+  try { return a.startLower(lower) } catch (err) { throw nativeError(err) }
 }
 
 export interface ChildExit { code: number | null, signal: number | null }

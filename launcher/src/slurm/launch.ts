@@ -18,6 +18,7 @@ import type { Config } from '../config/load.js'
 import { EnrootError } from '../util/errors.js'
 import { containerPath, dataPath, fixPerms, isDir, isSquashfs, removeTree } from '../runtime/rootfs-store.js'
 import type { ImageFilesText } from '../image/import.js'
+import type { LowerHolder } from '../runtime/engine.js'
 import {
   STEP_OPTIONS, containerName, errorLine, imageSource, isJobContainer, parseStepRequest, readyLine, savePath,
   NO_ENTRYPOINT_RC, startData, type StepRequest
@@ -189,7 +190,10 @@ function stoppedDescendant (root: number): number | undefined {
  * 'kill -STOP $$'` with pyxis's configuration script given as data); resolves with the stopped container
  * pid and the promise of the container's end.
  */
-async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string): Promise<{ pid: number, ended: Promise<unknown> }> {
+/** The launcher service's image holders (lower-holders.ts): a squashfs image's lower layer, shared by its steps. */
+export type LowerProvider = (image: string, innerUid: number, innerGid: number) => Promise<LowerHolder | undefined>
+
+async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string, lower?: LowerProvider): Promise<{ pid: number, ended: Promise<unknown> }> {
   const rcLocal = join(runtimeDir(r), `${r.job}.${r.step}.rc.local`)
   if (!r.entrypoint) writeFileSync(rcLocal, NO_ENTRYPOINT_RC, { mode: 0o644 })
   say(`starting container: ${name}`)
@@ -204,7 +208,11 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string)
     // The search starts at the container's first process: not at this one, whose other children (other
     // steps' containers in the launcher service, their squashfuse) it would read through every time.
     let root: number | undefined
-    const ended = runContainer(plan, { builtinHook: engineBuiltinHook, forwardSignals: false, onStart: pid => { root = pid } })
+    const inner = plan.remapRoot ? 0 : undefined
+    const holder = plan.rootfs.kind === 'squashfs' && !plan.privileged && lower !== undefined
+      ? await lower(plan.rootfs.image, inner ?? process.geteuid?.() ?? 0, inner ?? process.getegid?.() ?? 0)
+      : undefined
+    const ended = runContainer(plan, { builtinHook: engineBuiltinHook, forwardSignals: false, onStart: pid => { root = pid }, ...(holder === undefined ? {} : { lower: holder }) })
     return await new Promise((resolve, reject) => {
       const deadline = Date.now() + START_TIMEOUT_MS
       let done = false
@@ -245,7 +253,7 @@ export interface LaunchedStep {
  * slurm-launch's work, shared by the one-step launcher and the node's launcher service (service.ts):
  * prepare and start the container, answer the status line, and supervise it.
  */
-export async function launchStep (r: StepRequest, cfg: Config, name: string, answer: (line: string) => void): Promise<LaunchedStep> {
+export async function launchStep (r: StepRequest, cfg: Config, name: string, answer: (line: string) => void, lower?: LowerProvider): Promise<LaunchedStep> {
   let rootfs: Rootfs | undefined
   try {
     const began = Date.now()
@@ -256,7 +264,7 @@ export async function launchStep (r: StepRequest, cfg: Config, name: string, ans
       answer(readyLine(rootfs.running, true))
       return { stop: () => {}, finished: Promise.resolve() }
     }
-    const { pid, ended } = await start(r, cfg, rootfs, name)
+    const { pid, ended } = await start(r, cfg, rootfs, name, lower)
     say(`completed container setup in ${Date.now() - began} ms (image and root filesystem ${prepared - began} ms, start ${Date.now() - prepared} ms)`)
     // From now on only supervision: the container dies with its parent (PR_SET_PDEATHSIG), and the shim
     // ends it at step end. A signal for this process ends the container at once.

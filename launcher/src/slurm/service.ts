@@ -11,6 +11,7 @@
 // then supervised side by side.
 import { createServer, type Server, type Socket } from 'node:net'
 import { closeSync, renameSync, rmSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { Command } from '../commands/types.js'
 import { parseArgs, str, type Parsed } from '../util/args.js'
 import { EnrootError } from '../util/errors.js'
@@ -20,6 +21,7 @@ import { STEP_OPTIONS } from './protocol.js'
 import { parseServiceRequest, replyLines, requestEnv, type ServiceRequest } from './service-protocol.js'
 import { launchStep, step, type LaunchedStep } from './launch.js'
 import { answers } from './service-spawn.js'
+import { LowerHolders } from './lower-holders.js'
 
 const usage = 'Usage: enroot slurm-service --socket=PATH [--idle=SECONDS] [--ready-fd=FD] (internal: started by slurm-launch)\n'
 /** How long a quit waits for the containers to end and their clean-up to finish. */
@@ -52,9 +54,11 @@ class Service {
   private idleTimer: NodeJS.Timeout | undefined
   private quitting = false
   private readonly serviceEnv: Record<string, string | undefined> = { ...process.env }
+  private readonly holders: LowerHolders
 
   constructor (private readonly server: Server, private readonly path: string, private readonly ino: number,
     private readonly idleMs: number, private readonly done: () => void) {
+    this.holders = new LowerHolders(dirname(path))
     server.on('connection', conn => { this.accept(conn) })
     this.armIdle()
   }
@@ -109,7 +113,8 @@ class Service {
       const cfg = (await import('../config/load.js')).loadConfig()
       log.setDebug(cfg.flag('ENROOT_DEBUG'))
       const { r, cfg: stepCfg, name } = step(args, cfg)
-      launched = await launchStep(r, stepCfg, name, line => { if (!conn.destroyed) conn.write(replyLines('S', line)) })
+      launched = await launchStep(r, stepCfg, name, line => { if (!conn.destroyed) conn.write(replyLines('S', line)) },
+        async (image, uid, gid) => await this.holders.get(image, uid, gid))
     } catch (err) {
       code = report(err)
     } finally {
@@ -141,6 +146,7 @@ class Service {
       Promise.all([...this.running].map(async it => { await it.finished })),
       new Promise(resolve => setTimeout(resolve, QUIT_WAIT_MS))
     ])
+    await this.holders.stop()
     this.done()
   }
 }
