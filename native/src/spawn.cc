@@ -156,8 +156,8 @@ void mirror_dirs(int lower, int upper, int depth) {
 }
 
 // squashfuse -f in a child inside the namespaces; it lives exactly as long as the container process
-// (its parent after exec), through PR_SET_PDEATHSIG.
-void mount_squashfs(int fd, const struct phase1 &p) {
+// (its parent after exec), through PR_SET_PDEATHSIG. Returns its pid once the mount is there.
+pid_t mount_squashfs(int fd, const struct phase1 &p) {
   char u[24], g[24];
   enr_utoa(p.inner_uid, u, sizeof u); enr_utoa(p.inner_gid, g, sizeof g);
   enr_strlcpy(g_fuseopt, "uid=", sizeof g_fuseopt); enr_strlcat(g_fuseopt, u, sizeof g_fuseopt);
@@ -177,7 +177,7 @@ void mount_squashfs(int fd, const struct phase1 &p) {
   // Polled every half millisecond for 10 s: squashfuse mounts within a few milliseconds, and every start
   // of an image waits for it (a coarser step was, on average, half a step of waiting for nothing).
   for (int i = 0; i < 20000; i++) {
-    if (stat(g_lower, &low) == 0 && low.st_dev != top.st_dev) return;
+    if (stat(g_lower, &low) == 0 && low.st_dev != top.st_dev) return f;
     int st;
     if (waitpid(f, &st, WNOHANG) == f) enr_fail(fd, ENR_STEP_FUSE_WAIT, EIO, p.image);
     struct timespec ts = { 0, 500 * 1000 };
@@ -203,7 +203,7 @@ void setup_rootfs(int fd, const struct phase1 &p, int in_userns) {
       // namespace is a copy of the holder's.
       if (mount(p.lower_dir, "lower", nullptr, MS_BIND, nullptr) < 0) enr_fail(fd, ENR_STEP_ROOTFS, errno, p.lower_dir);
     } else {
-      mount_squashfs(fd, p);
+      (void)mount_squashfs(fd, p);
     }
     mount_overlay(fd);
   } else if (p.flags & ENR_F_WRITABLE) {
@@ -317,11 +317,15 @@ void join_lower(int fd, pid_t holder) {
   if (chdir(p.mntdir) < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, p.mntdir);
   if (mkdir("lower", 0755) < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, "lower");
   sub_path(g_lower, p.mntdir, "lower");
-  mount_squashfs(fd, p);
+  pid_t fuse = mount_squashfs(fd, p);
   if (chdir("/") < 0) enr_fail(fd, ENR_STEP_TMPFS, errno, "/");
   enr_send(fd, ENR_MSG_READY, 0, 0, 0, g_lower);
   close(fd);
-  for (;;) pause();
+  // A holder whose squashfuse is gone holds a dead mount: it ends too, and is no longer handed out.
+  for (;;) {
+    int st;
+    if (waitpid(fuse, &st, 0) == fuse || errno != EINTR) _exit(1);
+  }
 }
 
 [[noreturn]] void container_child(const char *buf, size_t len, int fd, int control, pid_t node) {

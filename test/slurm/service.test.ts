@@ -153,9 +153,14 @@ t.test('the service launches a request\'s container, answers READY, and the exit
   process.kill(Number((outcome[served] as string).split(' ')[2]), 'SIGKILL')
   t.equal(await (both[served] as Exchange).next(/^X /), 'X 0')
 
+  // A holder whose squashfuse died ends with it, and the next step gets a new one.
+  for (const p of pidsWith(`squashfuse -f -o uid=`).filter(p => cmdline(p).includes(image))) process.kill(p, 'SIGKILL')
+  t.ok(await until(() => holders().length === 0), 'the holder ended with its squashfuse')
+
   // quit (the epilog) ends what still runs, and the client hears the exit status first.
   const four = talk(socket, 'launch', step(3), env)
   const pid4 = Number((await four.next(/^S READY/)).split(' ')[2])
+  t.equal(holders().length, 1, 'a new holder for the next step')
   await talk(socket, 'quit', [], {}).closed
   t.notOk(existsSync(`/proc/${pid4}`), 'quit ended the running container')
   t.equal(await four.next(/^X /), 'X 0')
