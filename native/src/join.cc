@@ -177,14 +177,10 @@ Napi::Value SpawnJoined(const Napi::CallbackInfo &info) {
 
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return enr_throw(env, ENR_STEP_FORK, errno, "pipe");
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t node = getpid();
-  pid_t pid = fork();
+  pid_t pid = enr_fork_blocked();
   if (pid == 0) { close(p[0]); join_child(r, p[1], node); }
   int e = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(p[1]);
   if (pid < 0) { close(p[0]); return enr_throw(env, ENR_STEP_FORK, e, nullptr); }
   // Like uv_spawn: the pipe closes at exec, or carries the failure. Setup is a few syscalls.

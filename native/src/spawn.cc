@@ -272,6 +272,30 @@ int make_rc_memfd(int fd, const char *buf, size_t len) {
   return -1;
 }
 
+// Phase 1's records into p (a holder's are a subset); < 0 on a malformed record.
+int parse_phase1(const char *buf, size_t len, struct phase1 *p) {
+  struct enr_reader r = { buf, buf + len };
+  struct enr_rec rec;
+  int rc;
+  while ((rc = enr_next(&r, &rec)) > 0) {
+    switch (rec.tag) {
+      case ENR_T_FLAGS: p->flags = enr_u32(&rec); break;
+      case ENR_T_ROOTFS_DIR: p->rootdir = enr_str(&rec); break;
+      case ENR_T_ROOTFS_IMAGE: p->image = enr_str(&rec); break;
+      case ENR_T_MNTDIR: p->mntdir = enr_str(&rec); break;
+      case ENR_T_SQUASHFUSE: p->squashfuse = enr_str(&rec); break;
+      case ENR_T_CAPLAST: p->last_cap = enr_u32(&rec); break;
+      case ENR_T_INNER_UID: p->inner_uid = enr_u32(&rec); break;
+      case ENR_T_INNER_GID: p->inner_gid = enr_u32(&rec); break;
+      case ENR_T_NOFILE: p->nofile = enr_u32(&rec); break;
+      case ENR_T_LOWER_PID: p->lower_pid = (pid_t)enr_u32(&rec); break;
+      case ENR_T_LOWER_DIR: p->lower_dir = enr_str(&rec); break;
+      default: break;
+    }
+  }
+  return rc;
+}
+
 // The user and mount namespaces of a lower holder (holder_child): the same user mapping as a namespace of
 // our own, and its squashfs mount. The unshare of a mount namespace that follows makes our own copy.
 void join_lower(int fd, pid_t holder) {
@@ -295,20 +319,7 @@ void join_lower(int fd, pid_t holder) {
 [[noreturn]] void holder_child(const char *buf, size_t len, int fd, pid_t node) {
   if (enr_child_init(node) < 0) _exit(1);
   struct phase1 p;
-  struct enr_reader r = { buf, buf + len };
-  struct enr_rec rec;
-  int rc;
-  while ((rc = enr_next(&r, &rec)) > 0) {
-    switch (rec.tag) {
-      case ENR_T_ROOTFS_IMAGE: p.image = enr_str(&rec); break;
-      case ENR_T_MNTDIR: p.mntdir = enr_str(&rec); break;
-      case ENR_T_SQUASHFUSE: p.squashfuse = enr_str(&rec); break;
-      case ENR_T_CAPLAST: p.last_cap = enr_u32(&rec); break;
-      case ENR_T_INNER_UID: p.inner_uid = enr_u32(&rec); break;
-      case ENR_T_INNER_GID: p.inner_gid = enr_u32(&rec); break;
-      default: break;
-    }
-  }
+  int rc = parse_phase1(buf, len, &p);
   if (rc < 0 || p.mntdir == nullptr || p.image == nullptr || p.squashfuse == nullptr) enr_fail(fd, ENR_STEP_PROTOCOL, EINVAL, "lower");
   enr_userns_create(fd, geteuid(), getegid(), p.inner_uid, p.inner_gid);
   if (unshare(CLONE_NEWNS) < 0) enr_fail(fd, ENR_STEP_UNSHARE, errno, "mount");
@@ -331,25 +342,7 @@ void join_lower(int fd, pid_t holder) {
 [[noreturn]] void container_child(const char *buf, size_t len, int fd, int control, pid_t node) {
   if (enr_child_init(node) < 0) _exit(1);
   struct phase1 p;
-  struct enr_reader r = { buf, buf + len };
-  struct enr_rec rec;
-  int rc;
-  while ((rc = enr_next(&r, &rec)) > 0) {
-    switch (rec.tag) {
-      case ENR_T_FLAGS: p.flags = enr_u32(&rec); break;
-      case ENR_T_ROOTFS_DIR: p.rootdir = enr_str(&rec); break;
-      case ENR_T_ROOTFS_IMAGE: p.image = enr_str(&rec); break;
-      case ENR_T_MNTDIR: p.mntdir = enr_str(&rec); break;
-      case ENR_T_SQUASHFUSE: p.squashfuse = enr_str(&rec); break;
-      case ENR_T_CAPLAST: p.last_cap = enr_u32(&rec); break;
-      case ENR_T_INNER_UID: p.inner_uid = enr_u32(&rec); break;
-      case ENR_T_INNER_GID: p.inner_gid = enr_u32(&rec); break;
-      case ENR_T_NOFILE: p.nofile = enr_u32(&rec); break;
-      case ENR_T_LOWER_PID: p.lower_pid = (pid_t)enr_u32(&rec); break;
-      case ENR_T_LOWER_DIR: p.lower_dir = enr_str(&rec); break;
-      default: break;
-    }
-  }
+  int rc = parse_phase1(buf, len, &p);
   if (rc < 0 || p.mntdir == nullptr || (p.rootdir == nullptr) == (p.image == nullptr) || p.squashfuse == nullptr ||
       (p.lower_pid != 0) != (p.lower_dir != nullptr) || (p.lower_pid != 0 && (p.image == nullptr || !(p.flags & ENR_F_USERNS))))
     enr_fail(fd, ENR_STEP_PROTOCOL, EINVAL, "phase 1");
@@ -412,6 +405,21 @@ void join_lower(int fd, pid_t holder) {
 
 }  // namespace
 
+// fork() with every signal blocked across it: no handler of Node's may run in the child before
+// enr_child_init resets them. The parent's mask is back on return, and fork's errno kept.
+pid_t enr_fork_blocked(void) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = fork();
+  if (pid != 0) {
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = e;
+  }
+  return pid;
+}
+
 // startContainer(phase1: Buffer): { pid, statusFd, controlFd }
 Napi::Value StartContainer(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -426,17 +434,13 @@ Napi::Value StartContainer(const Napi::CallbackInfo &info) {
     int e = errno; close(status[0]); close(status[1]);
     return enr_throw(env, ENR_STEP_FORK, e, "pipe");
   }
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t node = getpid();
-  pid_t pid = fork();
+  pid_t pid = enr_fork_blocked();
   if (pid == 0) {
     close(status[0]); close(control[1]);
     container_child(b.Data(), b.Length(), status[1], control[0], node);
   }
   int e = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(status[1]); close(control[0]);
   if (pid < 0) {
     close(status[0]); close(control[1]);
@@ -460,17 +464,13 @@ Napi::Value StartLower(const Napi::CallbackInfo &info) {
   Napi::Buffer<char> b = info[0].As<Napi::Buffer<char>>();
   int status[2];
   if (pipe2(status, O_CLOEXEC) < 0) return enr_throw(env, ENR_STEP_FORK, errno, "pipe");
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t node = getpid();
-  pid_t pid = fork();
+  pid_t pid = enr_fork_blocked();
   if (pid == 0) {
     close(status[0]);
     holder_child(b.Data(), b.Length(), status[1], node);
   }
   int e = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(status[1]);
   if (pid < 0) {
     close(status[0]);

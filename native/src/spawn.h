@@ -8,6 +8,9 @@
 // First thing in every forked child: default signal dispositions, empty mask, die with the parent.
 // Returns -1 when the parent is already gone.
 int enr_child_init(pid_t expected_parent);
+// fork() with every signal blocked across it (the child resets them in enr_child_init); the parent's
+// mask is restored and fork's errno kept.
+pid_t enr_fork_blocked(void);
 // Clear close-on-exec and O_NONBLOCK on fds 0-2 just before execve.
 void enr_inherit_stdio(void);
 // Forward SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to child and mirror its exit status or
