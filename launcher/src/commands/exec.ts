@@ -2,6 +2,7 @@ import type { Command } from './types.js'
 import { UsageError, EnrootError, invalidArgument } from '../util/errors.js'
 import { list } from '../util/args.js'
 import { cliEnv, validateEnvArgs } from '../pipeline/envfile.js'
+import { signalable } from '../util/process.js'
 
 const usage = `Usage: enroot exec [options] [--] PID COMMAND [ARG...]
 
@@ -10,11 +11,6 @@ Execute a command inside an existing container.
  Options:
    -e, --env KEY[=VAL]  Export an environment variable inside the container
 `
-
-/** `kill -0 PID`: a process we may signal. */
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
 
 export const command: Command = {
   usage,
@@ -25,7 +21,7 @@ export const command: Command = {
     validateEnvArgs(list(args, 'env'))
     if (!/^[1-9][0-9]*$/.test(pidArg) || Number(pidArg) > 2147483647) throw invalidArgument(pidArg)
     const pid = Number(pidArg)
-    if (!alive(pid)) throw new EnrootError('NOT_FOUND', `Process not found: ${pidArg}`)
+    if (!signalable(pid)) throw new EnrootError('NOT_FOUND', `Process not found: ${pidArg}`)
     // The engine joins the namespaces; the environment is the process's initial one plus these (later wins).
     const { execInContainer } = await import('../runtime/engine.js')
     return (await execInContainer(pid, cmd, { env: cliEnv(list(args, 'env'), cfg.env) })).status

@@ -44,6 +44,11 @@ export interface EngineOptions {
   lower?: LowerHolder
 }
 
+/** Who the caller is inside the container's user namespace: root with --remap-root, else itself. */
+export function innerIds (plan: Pick<ContainerPlan, 'remapRoot'>): { innerUid: number, innerGid: number } {
+  return plan.remapRoot ? { innerUid: 0, innerGid: 0 } : { innerUid: process.geteuid?.() ?? 0, innerGid: process.getegid?.() ?? 0 }
+}
+
 /** A user and mount namespace keeping one squashfs image mounted for the containers that join it. */
 export interface LowerHolder {
   pid: number
@@ -288,8 +293,7 @@ export async function runContainer (plan: ContainerPlan, opts: EngineOptions = {
       rootfs,
       mntDir: join(plan.runtimeDir, 'mnt'),
       squashfuse: opts.squashfuse ?? '/usr/bin/squashfuse',
-      innerUid: plan.remapRoot ? 0 : process.geteuid?.() ?? 0,
-      innerGid: plan.remapRoot ? 0 : process.getegid?.() ?? 0,
+      ...innerIds(plan),
       earlyMounts: plan.earlyMounts,
       nofile: callerNofile(),
       ...(opts.lower !== undefined && !plan.privileged ? { lower: { pid: opts.lower.pid, dir: opts.lower.dir } } : {})

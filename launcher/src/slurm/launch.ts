@@ -202,15 +202,15 @@ async function start (r: StepRequest, cfg: Config, rootfs: Rootfs, name: string,
     const { buildPlan } = await import('../runtime/plan.js')
     const confData = { ...startData(r, process.env, rcLocal), origin: '--container-mounts' }
     const { plan } = buildPlan({ rootfs: rootfs.arg, ...(rootfs.imageFiles === undefined ? {} : { imageFiles: rootfs.imageFiles }), confData, command: STOP_COMMAND, cwd: r.cwd ?? '/', uid: process.geteuid?.() ?? 0, instance: `slurm.${r.job}.${r.step}` }, cfg)
-    const { runContainer } = await import('../runtime/engine.js')
+    const { innerIds, runContainer } = await import('../runtime/engine.js')
     const { engineBuiltinHook } = await import('../pipeline/builtin-hooks/apply.js')
     // Signals are ours to handle: a SIGTERM forwarded to a stopped shell would wait for a SIGCONT.
     // The search starts at the container's first process: not at this one, whose other children (other
     // steps' containers in the launcher service, their squashfuse) it would read through every time.
     let root: number | undefined
-    const inner = plan.remapRoot ? 0 : undefined
+    const { innerUid, innerGid } = innerIds(plan)
     const holder = plan.rootfs.kind === 'squashfs' && !plan.privileged && lower !== undefined
-      ? await lower(plan.rootfs.image, inner ?? process.geteuid?.() ?? 0, inner ?? process.getegid?.() ?? 0)
+      ? await lower(plan.rootfs.image, innerUid, innerGid)
       : undefined
     const ended = runContainer(plan, { builtinHook: engineBuiltinHook, forwardSignals: false, onStart: pid => { root = pid }, ...(holder === undefined ? {} : { lower: holder }) })
     return await new Promise((resolve, reject) => {

@@ -5,6 +5,7 @@
 import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { startLowerHolder, type LowerHolder } from '../runtime/engine.js'
+import { signalable } from '../util/process.js'
 
 export class LowerHolders {
   private readonly holders = new Map<string, Promise<LowerHolder | undefined>>()
@@ -18,7 +19,8 @@ export class LowerHolders {
     try { names = readdirSync(dir) } catch {}
     for (const n of names) {
       const pid = /^lower\.(\d+)\.\d+$/.exec(n)?.[1]
-      if (pid !== undefined && !alive(Number(pid))) try { rmdirSync(join(dir, n)) } catch {}
+      // a pid now another user's is not the service that made the directory either
+      if (pid !== undefined && !signalable(Number(pid))) try { rmdirSync(join(dir, n)) } catch {}
     }
   }
 
@@ -53,8 +55,4 @@ export class LowerHolders {
       await h.ended.catch(() => {})
     }
   }
-}
-
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
 }
