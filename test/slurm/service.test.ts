@@ -7,11 +7,11 @@ import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { enroot, enrootEnv, IS_ROOT, requireFeature, testUser, userTmp } from '../helpers/env.js'
+import { enroot, enrootEnv, IS_ROOT, REPO, requireFeature, testUser, userTmp } from '../helpers/env.js'
 import { buildRootfs, squashRootfs, HAVE_MKSQUASHFS, HAVE_SQUASHFUSE } from '../helpers/rootfs.js'
 import { until, pidsWith, cmdline } from '../helpers/procs.js'
 import { needRuntime } from '../runtime/harness.js'
-import { SERVICE_MAGIC, parseServiceRequest, replyLines, requestEnv } from '../../launcher/src/slurm/service-protocol.js'
+import { SERVICE_MAGIC, SHIM_DENIED, SHIM_DENIED_PREFIXES, parseServiceRequest, replyLines, requestEnv } from '../../launcher/src/slurm/service-protocol.js'
 import { inSlurmCgroup } from '../../launcher/src/slurm/service-spawn.js'
 
 const frame = (kind: string, argv: string[], env: string[]): Buffer =>
@@ -40,6 +40,13 @@ t.test('a request runs with the job environment plus the site values that the sh
     { PATH: '/step/path', HOME: '/home/u', ENROOT_MOUNT_HOME: 'n', SLURM_STEP_ID: '4' },
     { PATH: '/first/path', ENROOT_CACHE_PATH: '/site/cache', ENROOT_MOUNT_HOME: 'y', SLURM_STEP_ID: '0', OTHER: 'first-step' })
   t.same(env, { PATH: '/step/path', HOME: '/home/u', ENROOT_MOUNT_HOME: 'n', SLURM_STEP_ID: '4', ENROOT_CACHE_PATH: '/site/cache' })
+})
+
+t.test('the variables the service takes from the site are exactly those spank_enroot.so withholds from jobs', async t => {
+  const c = readFileSync(join(REPO, 'spank', 'launcher.c'), 'utf8')
+  const strings = (array: string): string[] => [...(new RegExp(`${array}\\[\\] = \\{([^}]*)\\}`).exec(c)?.[1] ?? '').matchAll(/"([^"]+)"/g)].map(m => m[1] as string)
+  t.same(strings('deny').sort(), [...SHIM_DENIED].sort())
+  t.same(strings('deny_prefix').sort(), [...SHIM_DENIED_PREFIXES].sort())
 })
 
 t.test('a Slurm cgroup keeps the service off; other cgroup paths do not', async t => {
